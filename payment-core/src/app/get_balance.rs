@@ -1,0 +1,30 @@
+//! `GetBalance` and the statement of account: committed reads.
+
+use super::{Error, Payments};
+use crate::domain::{Account, LedgerPosition, StatementEntry, StatementPage, UserId};
+use crate::ports::Store;
+
+/// One page of a statement, newest first; `next` is the cursor of the following page, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub entries: Vec<StatementEntry>,
+    pub next: Option<LedgerPosition>,
+}
+
+impl<S: Store> Payments<S> {
+    /// The user's account and balance.
+    pub async fn balance(&self, user: &UserId) -> Result<Account, Error> {
+        self.store.account(user).await?.ok_or(Error::AccountNotFound)
+    }
+
+    /// A page of the user's statement.
+    pub async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Statement, Error> {
+        if self.store.account(user).await?.is_none() {
+            return Err(Error::AccountNotFound);
+        }
+        let entries = self.store.statement(user, page).await?;
+        let full = entries.len() == usize::from(page.limit());
+        let next = entries.last().filter(|_| full).map(|entry| entry.position);
+        Ok(Statement { entries, next })
+    }
+}

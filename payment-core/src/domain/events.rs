@@ -1,0 +1,141 @@
+//! Outcome events and the outbox rows that carry them to the broker.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Amount, DeadLetter, FailureReason, MessageId, OrderId, Payment, UserId};
+
+/// `order.paid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderPaid {
+    pub event_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub amount: Amount,
+    pub status: &'static str,
+    pub transaction_id: Uuid,
+    #[serde(serialize_with = "rfc3339")]
+    pub paid_at: DateTime<Utc>,
+}
+
+impl OrderPaid {
+    /// The event of a payment; the same payment always gives the same event.
+    pub fn of(payment: &Payment) -> Self {
+        Self {
+            event_id: payment.event_id,
+            order_id: payment.order_id.clone(),
+            user_id: payment.user_id.clone(),
+            amount: payment.amount,
+            status: "success",
+            transaction_id: payment.transaction_id,
+            paid_at: payment.paid_at,
+        }
+    }
+}
+
+/// `order.payment_failed`. `user_id` and `amount` echo the command as received (they may be the
+/// very values that made it fail), so they are kept as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderPaymentFailed {
+    pub event_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: serde_json::Value,
+    pub amount: serde_json::Value,
+    pub status: &'static str,
+    pub reason: FailureReason,
+    #[serde(serialize_with = "rfc3339")]
+    pub failed_at: DateTime<Utc>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// The logical destination of an outbox row; the publisher maps it to a configured topic name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    OrderPaid,
+    OrderPaymentFailed,
+    DeadLetter,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::OrderPaid, EventKind::OrderPaymentFailed, EventKind::DeadLetter];
+
+    /// The stable name stored with the row and sent as the `event-type` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::OrderPaid => "order.paid",
+            EventKind::OrderPaymentFailed => "order.payment_failed",
+            EventKind::DeadLetter => "pay.order.dlq",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// A message waiting in the outbox, written in the transaction that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub kind: EventKind,
+    /// The record key: the order id for outcome events.
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl OutboxEvent {
+    /// `order.paid` with the SPEC §4 headers; `correlation` is the command that caused it.
+    pub fn paid(event: &OrderPaid, correlation: &MessageId) -> Self {
+        Self::outcome(EventKind::OrderPaid, event.event_id, &event.order_id, correlation, event)
+    }
+
+    pub fn failed(event: &OrderPaymentFailed, correlation: &MessageId) -> Self {
+        Self::outcome(EventKind::OrderPaymentFailed, event.event_id, &event.order_id, correlation, event)
+    }
+
+    fn outcome(
+        kind: EventKind,
+        event_id: Uuid,
+        order_id: &OrderId,
+        correlation: &MessageId,
+        body: &impl Serialize,
+    ) -> Self {
+        // Serialising these plain structs cannot fail; an empty body would be refused downstream.
+        let payload = serde_json::to_vec(body).unwrap_or_default();
+        Self {
+            kind,
+            key: Some(order_id.to_string()),
+            payload,
+            headers: vec![
+                ("event-id".into(), event_id.to_string()),
+                ("event-type".into(), kind.as_str().into()),
+                ("correlation-id".into(), correlation.to_string()),
+                ("content-type".into(), "application/json".into()),
+            ],
+        }
+    }
+
+    /// The dead-letter topic's record: the original bytes, with source and reason as headers.
+    pub fn dead_letter(letter: &DeadLetter) -> Self {
+        let mut headers = vec![
+            ("dead-letter-id".into(), letter.dead_letter_id.to_string()),
+            ("message-id".into(), letter.message_id.to_string()),
+            ("reason-code".into(), letter.reason.as_str().into()),
+            ("reason-message".into(), letter.detail.clone()),
+        ];
+        if let Some(origin) = &letter.origin {
+            headers.push(("source-topic".into(), origin.topic.clone()));
+            headers.push(("source-partition".into(), origin.partition.to_string()));
+            headers.push(("source-offset".into(), origin.offset.to_string()));
+        }
+        Self { kind: EventKind::DeadLetter, key: None, payload: letter.payload.clone(), headers }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}

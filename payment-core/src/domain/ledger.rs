@@ -1,0 +1,75 @@
+//! The statement of account: one [`LedgerEntry`] per balance change, with the balance after it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Amount, Balance, OrderId, UserId};
+
+/// What moved money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Money in, from `POST /accounts/deposit`.
+    Deposit,
+    /// Money out, for an order.
+    Payment,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Deposit => "deposit",
+            EntryKind::Payment => "payment",
+        }
+    }
+}
+
+/// One change of one account's balance. `amount` is always positive; `kind` gives the direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub entry_id: Uuid,
+    #[serde(skip)]
+    pub user_id: UserId,
+    pub kind: EntryKind,
+    pub amount: Amount,
+    pub balance_after: Balance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where an entry sits in its account's statement: increases with every entry a store writes, so
+/// statements are paged by keyset (`position < cursor`), never by offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LedgerPosition(pub i64);
+
+/// A ledger entry as read back from a store, with its position for the next page's cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementEntry {
+    pub position: LedgerPosition,
+    pub entry: LedgerEntry,
+}
+
+/// Largest page of a statement.
+pub const MAX_STATEMENT_PAGE: u16 = 500;
+
+/// One page request: the newest `limit` entries strictly older than `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementPage {
+    limit: u16,
+    pub before: Option<LedgerPosition>,
+}
+
+impl StatementPage {
+    pub const DEFAULT_LIMIT: u16 = 50;
+
+    /// `limit` must be within `1..=500`.
+    pub fn new(limit: u16, before: Option<LedgerPosition>) -> Option<Self> {
+        (1..=MAX_STATEMENT_PAGE).contains(&limit).then_some(Self { limit, before })
+    }
+
+    pub fn limit(self) -> u16 {
+        self.limit
+    }
+}

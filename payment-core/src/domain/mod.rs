@@ -1,0 +1,21 @@
+//! Domain types. Each is validated once, when it is built, so the rest of the code can trust it.
+
+mod account;
+mod dead_letter;
+mod events;
+mod idempotency;
+mod ids;
+mod ledger;
+pub(crate) mod money;
+mod pay_order;
+mod payment;
+
+pub use account::Account;
+pub use dead_letter::{DeadLetter, DeadLetterReason, Origin};
+pub use events::{EventKind, OrderPaid, OrderPaymentFailed, OutboxEvent};
+pub use idempotency::IdempotencyRecord;
+pub use ids::{IdError, IdempotencyKey, MessageId, OrderId, UserId};
+pub use ledger::{EntryKind, LedgerEntry, LedgerPosition, StatementEntry, StatementPage, MAX_STATEMENT_PAGE};
+pub use money::{Amount, Balance, MoneyError, MAX_AMOUNT, MAX_BALANCE};
+pub use pay_order::{Command, Inbound, PayOrder, MAX_PAY_ORDER_BYTES};
+pub use payment::{FailureReason, Payment};

@@ -1,0 +1,195 @@
+//! `pay.order` commands as they arrive: decoded once, here, into what the batch decision needs.
+//!
+//! Decoding never fails: a message that cannot be a payment still gets an identity and a verdict,
+//! so that it is claimed in the inbox and dead-lettered exactly once instead of blocking its
+//! partition.
+
+use serde_json::Value;
+
+use super::money::decimal_from_json;
+use super::{Amount, DeadLetterReason, FailureReason, MessageId, OrderId, Origin, UserId};
+
+/// Largest `pay.order` payload decoded; larger ones are dead-lettered as malformed.
+pub const MAX_PAY_ORDER_BYTES: usize = 64 * 1024;
+
+/// A valid payment command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayOrder {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub amount: Amount,
+}
+
+/// What a message asks for, as far as it can be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A payment to attempt.
+    Pay(PayOrder),
+    /// A payment that fails as a business outcome (`order.payment_failed`): the order id is
+    /// known, but the user or the amount is not valid.
+    Invalid {
+        order_id: OrderId,
+        /// `user_id` and `amount` exactly as received (`null` when absent).
+        user_id: Value,
+        amount: Value,
+        reason: FailureReason,
+    },
+    /// No order id can be recovered: the message goes to the dead-letter topic.
+    Undecodable { reason: DeadLetterReason, detail: String },
+}
+
+/// One inbound message: its inbox identity, where it came from, its bytes and its command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub identity: MessageId,
+    pub origin: Option<Origin>,
+    pub payload: Vec<u8>,
+    pub command: Command,
+}
+
+impl Inbound {
+    /// A command built in process (not read from a broker), e.g. by an embedding service.
+    pub fn pay(identity: MessageId, order: PayOrder) -> Self {
+        let payload = serde_json::to_vec(&serde_json::json!({
+            "message_id": identity,
+            "order_id": order.order_id,
+            "user_id": order.user_id,
+            "amount": order.amount,
+        }))
+        .unwrap_or_default();
+        Self { identity, origin: None, payload, command: Command::Pay(order) }
+    }
+
+    /// Decodes a `pay.order` record. Identity: the `message_id` field, else the `message-id`
+    /// header, else `"<topic>/<partition>/<offset>"` (SPEC §4). An invalid `message_id` field or
+    /// header is ignored in favour of the next rule, which is still unique per record.
+    pub fn decode(payload: &[u8], message_id_header: Option<&str>, origin: Origin) -> Self {
+        let json = if payload.len() > MAX_PAY_ORDER_BYTES {
+            Err(format!("payload of {} bytes exceeds {MAX_PAY_ORDER_BYTES}", payload.len()))
+        } else {
+            match serde_json::from_slice::<Value>(payload) {
+                Ok(Value::Object(fields)) => Ok(fields),
+                Ok(_) => Err("payload is JSON but not an object".to_string()),
+                Err(error) => Err(format!("payload is not JSON: {error}")),
+            }
+        };
+        let from_field = json
+            .as_ref()
+            .ok()
+            .and_then(|fields| fields.get("message_id"))
+            .and_then(Value::as_str)
+            .and_then(|id| MessageId::new(id).ok());
+        let identity = from_field
+            .or_else(|| message_id_header.and_then(|id| MessageId::new(id).ok()))
+            .unwrap_or_else(|| MessageId::of_position(&origin.topic, origin.partition, origin.offset));
+        let command = match json {
+            Ok(fields) => command_of(&fields),
+            Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
+        };
+        Self { identity, origin: Some(origin), payload: payload.to_vec(), command }
+    }
+}
+
+fn command_of(fields: &serde_json::Map<String, Value>) -> Command {
+    let order_id = match fields.get("order_id") {
+        None | Some(Value::Null) => {
+            return Command::Undecodable {
+                reason: DeadLetterReason::MissingField,
+                detail: "order_id is missing".into(),
+            }
+        }
+        Some(value) => match OrderId::from_json(value) {
+            Ok(order_id) => order_id,
+            Err(error) => {
+                return Command::Undecodable { reason: DeadLetterReason::InvalidField, detail: error.to_string() }
+            }
+        },
+    };
+    let user_value = fields.get("user_id").cloned().unwrap_or(Value::Null);
+    let amount_value = fields.get("amount").cloned().unwrap_or(Value::Null);
+    let invalid = |reason| Command::Invalid {
+        order_id: order_id.clone(),
+        user_id: user_value.clone(),
+        amount: amount_value.clone(),
+        reason,
+    };
+    let Ok(user_id) = UserId::from_json(&user_value) else {
+        return invalid(FailureReason::AccountNotFound);
+    };
+    let Ok(amount) = decimal_from_json(&amount_value).and_then(Amount::new) else {
+        return invalid(FailureReason::InvalidAmount);
+    };
+    Command::Pay(PayOrder { order_id, user_id, amount })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin { topic: "pay.order".into(), partition: 3, offset: 17 }
+    }
+
+    fn decode(payload: &str, header: Option<&str>) -> Inbound {
+        Inbound::decode(payload.as_bytes(), header, origin())
+    }
+
+    #[test]
+    fn identity_is_field_then_header_then_position() {
+        let body = r#"{"order_id":1,"user_id":2,"amount":3}"#;
+        assert_eq!(
+            decode(r#"{"message_id":"m1","order_id":1,"user_id":2,"amount":3}"#, Some("h")).identity.as_str(),
+            "m1"
+        );
+        assert_eq!(decode(body, Some("h1")).identity.as_str(), "h1");
+        assert_eq!(decode(body, None).identity.as_str(), "pay.order/3/17");
+        assert_eq!(decode("not json", Some("h2")).identity.as_str(), "h2");
+        assert_eq!(
+            decode(r#"{"message_id":7,"order_id":1,"user_id":2,"amount":3}"#, None).identity.as_str(),
+            "pay.order/3/17"
+        );
+    }
+
+    #[test]
+    fn ids_may_be_integers_and_amounts_strings() {
+        let inbound = decode(r#"{"order_id":12,"user_id":42,"amount":"10.50","extra":true}"#, None);
+        let Command::Pay(order) = inbound.command else { panic!("{:?}", inbound.command) };
+        assert_eq!(
+            (order.order_id.as_str(), order.user_id.as_str(), order.amount.to_string().as_str()),
+            ("12", "42", "10.5")
+        );
+    }
+
+    #[test]
+    fn verdicts_follow_the_contract() {
+        let reason = |payload: &str| match decode(payload, None).command {
+            Command::Pay(_) => "pay".to_string(),
+            Command::Invalid { reason, .. } => reason.as_str().to_string(),
+            Command::Undecodable { reason, .. } => format!("dlq:{}", reason.as_str()),
+        };
+        assert_eq!(reason("{"), "dlq:malformed_json");
+        assert_eq!(reason("[1]"), "dlq:malformed_json");
+        assert_eq!(reason(r#"{"user_id":1,"amount":1}"#), "dlq:missing_field");
+        assert_eq!(reason(r#"{"order_id":"a b","user_id":1,"amount":1}"#), "dlq:invalid_field");
+        assert_eq!(reason(r#"{"order_id":1.5,"user_id":1,"amount":1}"#), "dlq:invalid_field");
+        assert_eq!(reason(r#"{"order_id":1,"amount":1}"#), "account_not_found");
+        assert_eq!(reason(r#"{"order_id":1,"user_id":"a b","amount":1}"#), "account_not_found");
+        assert_eq!(reason(r#"{"order_id":1,"user_id":1}"#), "invalid_amount");
+        for amount in ["-1", "0", "0.001", "1e400", "\"abc\"", "\"NaN\"", "null", "[1]"] {
+            assert_eq!(
+                reason(&format!(r#"{{"order_id":1,"user_id":1,"amount":{amount}}}"#)),
+                "invalid_amount",
+                "{amount}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_dead_lettered() {
+        let big = format!(r#"{{"order_id":1,"user_id":1,"amount":1,"pad":"{}"}}"#, "x".repeat(MAX_PAY_ORDER_BYTES));
+        assert!(matches!(
+            decode(&big, None).command,
+            Command::Undecodable { reason: DeadLetterReason::MalformedJson, .. }
+        ));
+    }
+}

@@ -1,0 +1,102 @@
+//! [`MemoryTx`]: a unit of work on the in-memory store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::{Notify, OwnedMutexGuard};
+
+use super::state::{State, Undo};
+use crate::decide::Effects;
+use crate::domain::{Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, UserId};
+use crate::ports::{StoreError, UnitOfWork};
+
+/// Holds the store's lock until it commits, rolls back or is dropped (which rolls back).
+#[derive(Debug)]
+pub struct MemoryTx {
+    state: OwnedMutexGuard<State>,
+    undo: Vec<Undo>,
+    wrote_outbox: bool,
+    outbox_written: Arc<Notify>,
+}
+
+impl MemoryTx {
+    pub(super) fn new(state: OwnedMutexGuard<State>, outbox_written: Arc<Notify>) -> Self {
+        Self { state, undo: Vec::new(), wrote_outbox: false, outbox_written }
+    }
+
+    fn undo_all(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            self.state.undo(undo);
+        }
+    }
+}
+
+impl Drop for MemoryTx {
+    fn drop(&mut self) {
+        self.undo_all();
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for MemoryTx {
+    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+        let now = Utc::now();
+        let mut claimed = HashSet::new();
+        for id in ids {
+            if !self.state.inbox.contains_key(id) {
+                self.state.inbox.insert(id.clone(), now);
+                self.undo.push(Undo::Inbox(id.clone()));
+                claimed.insert(id.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError> {
+        Ok(users.iter().filter_map(|user| self.state.accounts.get(user).cloned()).collect())
+    }
+
+    async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError> {
+        Ok(orders.iter().filter_map(|order| self.state.payments.get(order).cloned()).collect())
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.state.idempotency.get(&(user.clone(), key.clone())).cloned())
+    }
+
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
+        if self.state.accounts.contains_key(&account.user_id) {
+            return Ok(false);
+        }
+        self.state.accounts.insert(account.user_id.clone(), account.clone());
+        self.undo.push(Undo::Account(account.user_id.clone()));
+        Ok(true)
+    }
+
+    async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError> {
+        self.state.check(effects)?;
+        let state = &mut *self.state;
+        state.write(effects, &mut self.undo, Utc::now());
+        self.wrote_outbox |= !effects.outbox.is_empty();
+        Ok(())
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        self.undo.clear();
+        if self.wrote_outbox {
+            self.outbox_written.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), StoreError> {
+        self.undo_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! The storage port: a [`Store`] opens [`UnitOfWork`]s, in which the use cases load state, apply
+//! the effects decided on it, and commit — all or nothing.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
+use crate::decide::Effects;
+use crate::domain::{
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, StatementEntry, StatementPage, UserId,
+};
+
+/// A storage failure, already translated from the adapter's own error type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A race with a concurrent transaction (serialization failure, deadlock, unique violation,
+    /// a guarded update that found another value). Nothing was written; the whole unit of work
+    /// may be retried from the start.
+    #[error("conflict with a concurrent transaction: {0}")]
+    Conflict(String),
+    /// The store cannot be reached or gave up mid-way; whether a commit happened may be unknown.
+    /// Retry later: the inbox and idempotency keys make a replay safe.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds or was asked to write something that breaks an invariant (e.g. a negative
+    /// balance). Never retried: it is a bug, and the transaction is rolled back.
+    #[error("storage invariant violated: {0}")]
+    Invariant(String),
+}
+
+impl StoreError {
+    /// Whether retrying the whole unit of work may succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict(_))
+    }
+}
+
+/// A store of accounts, ledger, payments, inbox, outbox, dead letters and idempotency keys.
+///
+/// Reads outside a unit of work see committed data only.
+#[async_trait]
+pub trait Store: Clone + Send + Sync + 'static {
+    type Tx: UnitOfWork;
+
+    /// Opens a unit of work. Dropping it without [`UnitOfWork::commit`] rolls it back.
+    async fn begin(&self) -> Result<Self::Tx, StoreError>;
+
+    /// The committed account of a user.
+    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError>;
+
+    /// One page of a user's statement, newest first, by keyset on the entry position.
+    async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError>;
+}
+
+/// One transaction. Every load takes the whole batch so a store can answer it in one statement;
+/// [`apply`](UnitOfWork::apply) takes all effects at once.
+#[async_trait]
+pub trait UnitOfWork: Send {
+    /// Inserts message identities into the inbox and returns those that were not there before.
+    /// A message claimed by a concurrent transaction counts as not new once that one commits.
+    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError>;
+
+    /// Locks and returns the existing accounts among `users` (given sorted). Locks are taken in
+    /// user-id order, so two units of work cannot deadlock on accounts, and held until the end.
+    async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError>;
+
+    /// Earlier successful payments of these order ids. Called after the accounts are locked, so
+    /// it sees every payment committed before the locks were granted.
+    async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError>;
+
+    /// The deposit made earlier under this user's idempotency key, if any.
+    async fn load_idempotency(
+        &mut self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Creates an account; `false` when the user already has one.
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError>;
+
+    /// Writes all effects. A balance update whose `from` no longer matches, a second payment for
+    /// an order id or a second record for an idempotency key is a [`StoreError::Conflict`].
+    async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError>;
+
+    /// Makes everything durable at once and emits the new outbox rows.
+    async fn commit(self) -> Result<(), StoreError>;
+
+    /// Discards everything.
+    async fn rollback(self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,584 @@
+//! The contract every store must honour: one test per rule of SPEC §2 and §4, written once
+//! against the ports and run by each store through [`crate::store_contract_tests!`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::faults::{FaultPoint, FaultyStore};
+use super::{Inspect, Snapshot, StoreFactory};
+use crate::app::{Error, Payments};
+use crate::decide::{BalanceUpdate, Effects, Outcome};
+use crate::domain::{
+    Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
+    StatementPage, UserId,
+};
+use crate::ports::{Store, StoreError, UnitOfWork};
+
+pub fn user(id: &str) -> UserId {
+    UserId::new(id).unwrap_or_else(|e| panic!("test user id {id:?}: {e}"))
+}
+
+pub fn amount(text: &str) -> Amount {
+    text.parse().unwrap_or_else(|e| panic!("test amount {text:?}: {e}"))
+}
+
+pub fn money(text: &str) -> Decimal {
+    amount(text).value()
+}
+
+static OFFSET: AtomicI64 = AtomicI64::new(0);
+
+/// A `pay.order` record as the consumer would decode it.
+pub fn raw(message_id: &str, json: &str) -> Inbound {
+    let origin = Origin { topic: "pay.order".into(), partition: 0, offset: OFFSET.fetch_add(1, Ordering::Relaxed) };
+    let headers = Some(message_id);
+    Inbound::decode(json.as_bytes(), headers, origin)
+}
+
+/// A valid `pay.order` command.
+pub fn pay(message_id: &str, order: &str, user: &str, amount: &str) -> Inbound {
+    raw(
+        message_id,
+        &format!(r#"{{"message_id":"{message_id}","order_id":"{order}","user_id":"{user}","amount":"{amount}"}}"#),
+    )
+}
+
+async fn funded<S: Store>(payments: &Payments<S>, who: &str, deposit: &str) {
+    let id = user(who);
+    payments.create_account(&id).await.unwrap_or_else(|e| panic!("create {who}: {e}"));
+    if deposit != "0" {
+        payments.deposit(&id, amount(deposit), None).await.unwrap_or_else(|e| panic!("deposit {who}: {e}"));
+    }
+}
+
+async fn fresh<F: StoreFactory>(factory: &F) -> (Payments<F::Store>, F::Store) {
+    let store = factory.fresh().await;
+    (Payments::new(store.clone()), store)
+}
+
+async fn checked<S: Inspect>(store: &S) -> Snapshot {
+    let snapshot = store.snapshot().await;
+    if let Err(broken) = snapshot.check_invariants() {
+        panic!("invariant broken: {broken}\n{snapshot:#?}");
+    }
+    snapshot
+}
+
+fn json(payload: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(payload).unwrap_or_else(|e| panic!("outbox payload is not JSON: {e}"))
+}
+
+pub async fn create_account_starts_at_zero<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    let account = payments.create_account(&user("u1")).await.unwrap();
+    assert_eq!(account.balance, Balance::ZERO);
+    assert_eq!(payments.balance(&user("u1")).await.unwrap(), account);
+    assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
+}
+
+pub async fn create_account_twice_is_refused<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "5").await;
+    assert_eq!(payments.create_account(&user("u1")).await, Err(Error::AccountExists));
+    assert_eq!(checked(&store).await.balance("u1"), Some(money("5")));
+}
+
+pub async fn deposit_credits_exactly<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0.1").await;
+    let receipt = payments.deposit(&user("u1"), amount("0.2"), None).await.unwrap();
+    assert_eq!(receipt.balance.value(), money("0.3"));
+    let snapshot = checked(&store).await;
+    let entries = &snapshot.ledger[&user("u1")];
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.kind == EntryKind::Deposit && e.order_id.is_none()));
+    assert_eq!(entries[1].balance_after.value(), money("0.3"));
+}
+
+pub async fn deposit_to_missing_account_changes_nothing<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    assert_eq!(payments.deposit(&user("ghost"), amount("1"), None).await, Err(Error::AccountNotFound));
+    assert_eq!(payments.balance(&user("ghost")).await, Err(Error::AccountNotFound));
+    assert_eq!(checked(&store).await, Snapshot::default());
+}
+
+pub async fn deposit_over_balance_limit_changes_nothing<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    for _ in 0..1000 {
+        payments.deposit(&user("u1"), amount("1000000000000"), None).await.unwrap();
+    }
+    let before = checked(&store).await;
+    assert_eq!(before.balance("u1"), Some(crate::domain::MAX_BALANCE));
+    assert_eq!(payments.deposit(&user("u1"), amount("0.01"), None).await, Err(Error::BalanceLimit));
+    assert_eq!(checked(&store).await, before);
+}
+
+pub async fn idempotent_deposit_replays_and_credits_once<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "1").await;
+    let key = IdempotencyKey::new("k-1").unwrap();
+    let first = payments.deposit(&user("u1"), amount("2.50"), Some(&key)).await.unwrap();
+    payments.deposit(&user("u1"), amount("1"), None).await.unwrap();
+    let retry = payments.deposit(&user("u1"), amount("2.5"), Some(&key)).await.unwrap();
+    assert!(!first.replayed && retry.replayed);
+    assert_eq!(retry.balance, first.balance, "a retry gets the first answer");
+    assert_eq!(first.balance.value(), money("3.5"));
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.balance("u1"), Some(money("4.5")));
+    assert_eq!(snapshot.idempotency.len(), 1);
+}
+
+pub async fn idempotency_key_reused_for_other_amount_is_refused<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "1").await;
+    let key = IdempotencyKey::new("k-1").unwrap();
+    payments.deposit(&user("u1"), amount("2"), Some(&key)).await.unwrap();
+    let before = checked(&store).await;
+    assert_eq!(payments.deposit(&user("u1"), amount("3"), Some(&key)).await, Err(Error::IdempotencyKeyReused));
+    assert_eq!(checked(&store).await, before);
+}
+
+pub async fn idempotency_keys_belong_to_one_user<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    funded(&payments, "u2", "0").await;
+    let key = IdempotencyKey::new("shared").unwrap();
+    payments.deposit(&user("u1"), amount("2"), Some(&key)).await.unwrap();
+    let other = payments.deposit(&user("u2"), amount("2"), Some(&key)).await.unwrap();
+    assert!(!other.replayed);
+    let snapshot = checked(&store).await;
+    assert_eq!((snapshot.balance("u1"), snapshot.balance("u2")), (Some(money("2")), Some(money("2"))));
+}
+
+pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &F) {
+    let (payments, _store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    funded(&payments, "u2", "100").await;
+    for i in 1..=7 {
+        payments.deposit(&user("u1"), amount(&i.to_string()), None).await.unwrap();
+        payments.pay_orders(&[pay(&format!("m{i}"), &format!("o{i}"), "u1", "0.5")]).await.unwrap();
+    }
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = payments.statement(&user("u1"), StatementPage::new(3, before).unwrap()).await.unwrap();
+        assert!(page.entries.len() <= 3);
+        pages.extend(page.entries);
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages.len(), 14, "every entry once");
+    assert!(pages.windows(2).all(|w| w[0].position > w[1].position), "newest first, no repeats");
+    for pair in pages.windows(2) {
+        let (newer, older) = (&pair[0].entry, &pair[1].entry);
+        let delta = match newer.kind {
+            EntryKind::Deposit => newer.amount.value(),
+            EntryKind::Payment => -newer.amount.value(),
+        };
+        assert_eq!(older.balance_after.value() + delta, newer.balance_after.value(), "balance_after chains");
+    }
+    assert_eq!(pages[0].entry.balance_after.value(), money("24.5"));
+    assert_eq!(pages[0].entry.order_id.as_ref().map(|o| o.as_str()), Some("o7"));
+    assert!(payments.statement(&user("nobody"), StatementPage::new(3, None).unwrap()).await.is_err());
+}
+
+pub async fn payment_debits_and_publishes_order_paid<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "42", "100").await;
+    let command = raw("m-1", r#"{"message_id":"m-1","order_id":7,"user_id":42,"amount":30.25}"#);
+    let outcomes = payments.pay_orders(&[command]).await.unwrap();
+    let Outcome::Paid { transaction_id, event_id } = outcomes[0] else { panic!("{outcomes:?}") };
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.balance("42"), Some(money("69.75")));
+    let [event] = snapshot.outbox.as_slice() else { panic!("{:?}", snapshot.outbox) };
+    assert_eq!(event.kind, EventKind::OrderPaid);
+    assert_eq!(event.key.as_deref(), Some("7"));
+    assert_eq!(event.header("event-id"), Some(event_id.to_string().as_str()));
+    assert_eq!(event.header("event-type"), Some("order.paid"));
+    assert_eq!(event.header("correlation-id"), Some("m-1"));
+    assert_eq!(event.header("content-type"), Some("application/json"));
+    let body = json(&event.payload);
+    assert_eq!(body["event_id"], event_id.to_string());
+    assert_eq!(body["transaction_id"], transaction_id.to_string());
+    assert_eq!((&body["order_id"], &body["user_id"], &body["status"]), (&"7".into(), &"42".into(), &"success".into()));
+    assert_eq!(body["amount"].to_string(), "30.25", "money is an exact JSON number");
+    assert!(chrono::DateTime::parse_from_rfc3339(body["paid_at"].as_str().unwrap_or_default()).is_ok());
+    let entry = &snapshot.ledger[&user("42")][1];
+    assert_eq!(
+        (entry.kind, entry.entry_id, entry.balance_after.value()),
+        (EntryKind::Payment, transaction_id, money("69.75"))
+    );
+}
+
+pub async fn redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let command = pay("m-1", "o-1", "u1", "4");
+    payments.pay_orders(std::slice::from_ref(&command)).await.unwrap();
+    let before = checked(&store).await;
+    for _ in 0..3 {
+        assert_eq!(payments.pay_orders(std::slice::from_ref(&command)).await.unwrap(), vec![Outcome::Redelivered]);
+    }
+    // Same identity, other content: still the message already processed.
+    let altered = pay("m-1", "o-2", "u1", "5");
+    assert_eq!(payments.pay_orders(&[altered]).await.unwrap(), vec![Outcome::Redelivered]);
+    assert_eq!(checked(&store).await, before);
+}
+
+pub async fn duplicate_identity_in_one_batch_applies_once<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let command = pay("m-1", "o-1", "u1", "4");
+    let outcomes = payments.pay_orders(&[command.clone(), command]).await.unwrap();
+    assert!(matches!(outcomes.as_slice(), [Outcome::Paid { .. }, Outcome::Redelivered]), "{outcomes:?}");
+    let snapshot = checked(&store).await;
+    assert_eq!((snapshot.balance("u1"), snapshot.outbox.len()), (Some(money("6")), 1));
+}
+
+pub async fn new_command_for_paid_order_republishes_original_event<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    payments.pay_orders(&[pay("m-1", "o-1", "u1", "4")]).await.unwrap();
+    let outcomes = payments.pay_orders(&[pay("m-2", "o-1", "u1", "4.00")]).await.unwrap();
+    let snapshot = checked(&store).await;
+    let [first, again] = snapshot.outbox.as_slice() else { panic!("{:?}", snapshot.outbox) };
+    assert_eq!(outcomes, vec![Outcome::AlreadyPaid { event_id: snapshot.payments.values().next().unwrap().event_id }]);
+    assert_eq!(first.payload, again.payload, "the same event, byte for byte");
+    assert_eq!(first.header("event-id"), again.header("event-id"));
+    assert_eq!(again.header("correlation-id"), Some("m-2"));
+    assert_eq!(snapshot.balance("u1"), Some(money("6")), "no second debit");
+}
+
+pub async fn conflicting_duplicate_is_dead_lettered<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    funded(&payments, "u2", "10").await;
+    payments.pay_orders(&[pay("m-1", "o-1", "u1", "4")]).await.unwrap();
+    let other_amount = pay("m-2", "o-1", "u1", "5");
+    let other_user = pay("m-3", "o-1", "u2", "4");
+    let invalid = raw("m-4", r#"{"order_id":"o-1","user_id":"u1","amount":"-4"}"#);
+    let outcomes = payments.pay_orders(&[other_amount, other_user, invalid]).await.unwrap();
+    let conflict = Outcome::DeadLettered { reason: DeadLetterReason::ConflictingDuplicate };
+    assert_eq!(outcomes, vec![conflict; 3]);
+    let snapshot = checked(&store).await;
+    assert_eq!((snapshot.balance("u1"), snapshot.balance("u2")), (Some(money("6")), Some(money("10"))));
+    let kinds: Vec<_> = snapshot.outbox.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::OrderPaid, EventKind::DeadLetter, EventKind::DeadLetter, EventKind::DeadLetter]);
+    let letter = &snapshot.outbox[1];
+    assert_eq!(letter.header("reason-code"), Some("conflicting_duplicate"));
+    assert_eq!(letter.header("source-topic"), Some("pay.order"));
+    assert!(letter.header("source-offset").is_some() && letter.header("reason-message").is_some());
+    assert_eq!(snapshot.dead_letters.len(), 3);
+    assert_eq!(snapshot.dead_letters[0].payload, letter.payload, "the original bytes");
+}
+
+pub async fn failed_order_is_attempted_again<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "3").await;
+    let first = payments.pay_orders(&[pay("m-1", "o-1", "u1", "4")]).await.unwrap();
+    assert!(matches!(first[0], Outcome::Failed { reason: FailureReason::InsufficientFunds, .. }));
+    payments.deposit(&user("u1"), amount("1"), None).await.unwrap();
+    let second = payments.pay_orders(&[pay("m-2", "o-1", "u1", "4")]).await.unwrap();
+    assert!(matches!(second[0], Outcome::Paid { .. }), "{second:?}");
+    assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
+}
+
+pub async fn insufficient_funds_fails_without_debit<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "3.99").await;
+    let outcomes = payments.pay_orders(&[pay("m-1", "o-1", "u1", "4")]).await.unwrap();
+    let Outcome::Failed { reason: FailureReason::InsufficientFunds, event_id } = outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.balance("u1"), Some(money("3.99")));
+    assert!(snapshot.payments.is_empty());
+    let event = &snapshot.outbox[0];
+    assert_eq!((event.kind, event.key.as_deref()), (EventKind::OrderPaymentFailed, Some("o-1")));
+    let body = json(&event.payload);
+    assert_eq!((&body["status"], &body["reason"]), (&"failed".into(), &"insufficient_funds".into()));
+    assert_eq!(body["event_id"], event_id.to_string());
+    assert_eq!(body["amount"].to_string(), "4");
+    assert!(body["failed_at"].is_string());
+}
+
+pub async fn unknown_account_fails<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    let outcomes = payments.pay_orders(&[pay("m-1", "o-1", "nobody", "4")]).await.unwrap();
+    assert!(matches!(outcomes[0], Outcome::Failed { reason: FailureReason::AccountNotFound, .. }));
+    let snapshot = checked(&store).await;
+    assert!(snapshot.accounts.is_empty(), "no account is created by a payment");
+    assert_eq!(json(&snapshot.outbox[0].payload)["reason"], "account_not_found");
+}
+
+pub async fn invalid_commands_fail_as_business_outcomes<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let batch = [
+        raw("m-1", r#"{"order_id":"o-1","user_id":"u1","amount":"0.001"}"#),
+        raw("m-2", r#"{"order_id":"o-2","user_id":"u1","amount":-1}"#),
+        raw("m-3", r#"{"order_id":"o-3","user_id":"u1"}"#),
+        raw("m-4", r#"{"order_id":"o-4","user_id":"bad user","amount":1}"#),
+        raw("m-5", r#"{"order_id":"o-5","amount":1}"#),
+    ];
+    let reasons: Vec<_> = payments
+        .pay_orders(&batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Failed { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    use FailureReason::*;
+    assert_eq!(reasons, [InvalidAmount, InvalidAmount, InvalidAmount, AccountNotFound, AccountNotFound]);
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.balance("u1"), Some(money("10")));
+    assert_eq!(json(&snapshot.outbox[0].payload)["amount"].to_string(), "\"0.001\"", "echoes the input");
+}
+
+pub async fn undecodable_message_is_dead_lettered<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let batch = [
+        raw("m-1", "{not json"),
+        pay("m-2", "o-2", "u1", "1"),
+        raw("m-3", r#"{"user_id":"u1","amount":1}"#),
+        raw("m-4", r#"{"order_id":{"x":1},"user_id":"u1","amount":1}"#),
+        pay("m-5", "o-5", "u1", "1"),
+    ];
+    let outcomes = payments.pay_orders(&batch).await.unwrap();
+    let dead = |reason| Outcome::DeadLettered { reason };
+    assert_eq!(outcomes[0], dead(DeadLetterReason::MalformedJson));
+    assert_eq!(outcomes[2], dead(DeadLetterReason::MissingField));
+    assert_eq!(outcomes[3], dead(DeadLetterReason::InvalidField));
+    assert!(
+        matches!((outcomes[1], outcomes[4]), (Outcome::Paid { .. }, Outcome::Paid { .. })),
+        "good messages around poison go through"
+    );
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.dead_letters.len(), 3);
+    assert_eq!(snapshot.dead_letters[0].payload, b"{not json");
+    assert_eq!(snapshot.dead_letters[0].origin.as_ref().map(|o| o.topic.as_str()), Some("pay.order"));
+    assert_eq!(snapshot.balance("u1"), Some(money("8")));
+    // A dead-lettered message is claimed like any other: its redelivery does nothing.
+    assert_eq!(payments.pay_orders(&batch[..1]).await.unwrap(), vec![Outcome::Redelivered]);
+}
+
+pub async fn orders_of_one_user_in_one_batch_see_each_other<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let batch = [pay("m-1", "o-1", "u1", "6"), pay("m-2", "o-2", "u1", "6"), pay("m-3", "o-3", "u1", "4")];
+    let outcomes = payments.pay_orders(&batch).await.unwrap();
+    assert!(matches!(
+        outcomes.as_slice(),
+        [Outcome::Paid { .. }, Outcome::Failed { reason: FailureReason::InsufficientFunds, .. }, Outcome::Paid { .. }]
+    ));
+    assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
+}
+
+pub async fn same_order_twice_in_one_batch_debits_once<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let batch = [pay("m-1", "o-1", "u1", "3"), pay("m-2", "o-1", "u1", "3"), pay("m-3", "o-1", "u1", "2")];
+    let outcomes = payments.pay_orders(&batch).await.unwrap();
+    assert!(matches!(
+        outcomes.as_slice(),
+        [
+            Outcome::Paid { .. },
+            Outcome::AlreadyPaid { .. },
+            Outcome::DeadLettered { reason: DeadLetterReason::ConflictingDuplicate }
+        ]
+    ));
+    assert_eq!(checked(&store).await.balance("u1"), Some(money("7")));
+}
+
+pub async fn fault_at_any_step_leaves_nothing<F: StoreFactory>(factory: &F) {
+    for point in FaultPoint::ALL.into_iter().filter(|p| *p != FaultPoint::AfterCommit) {
+        let store = FaultyStore::new(factory.fresh().await);
+        let payments = Payments::new(store.clone());
+        funded(&payments, "u1", "10").await;
+        let key = IdempotencyKey::new("k").unwrap();
+        let before = checked(&store).await;
+        let batch = [pay("m-1", "o-1", "u1", "4"), raw("m-2", "garbage")];
+
+        store.arm(point);
+        let paid = payments.pay_orders(&batch).await;
+        let fired = store.armed().is_none();
+        store.arm(point);
+        let deposited = payments.deposit(&user("u1"), amount("1"), Some(&key)).await;
+        let fired_deposit = store.armed().is_none();
+        store.arm(point);
+        let created = payments.create_account(&user("u2")).await;
+        let fired_create = store.armed().is_none();
+        store.arm(point);
+        let created_again = payments.create_account(&user("u1")).await;
+        let fired_create_again = store.armed().is_none();
+        store.disarm();
+
+        assert!(fired || fired_deposit || fired_create || fired_create_again, "{point:?} is a step of some use case");
+        for (fired, ok) in [(fired, paid.is_ok()), (fired_deposit, deposited.is_ok()), (fired_create, created.is_ok())]
+        {
+            assert_eq!(ok, !fired, "{point:?}: a failed step fails the use case, and only then");
+        }
+        assert_eq!(
+            created_again,
+            Err(if fired_create_again {
+                Error::Store(StoreError::Unavailable(format!("fault injected at {point:?}")))
+            } else {
+                Error::AccountExists
+            })
+        );
+        let after = checked(&store).await;
+        let expected_balance = money(match (fired, fired_deposit) {
+            (true, true) => "10",
+            (true, false) => "11",
+            (false, true) => "6",
+            (false, false) => "7",
+        });
+        assert_eq!(after.balance("u1"), Some(expected_balance), "{point:?}");
+        if fired {
+            assert_eq!(
+                (after.inbox.len(), after.outbox.len(), after.payments.len()),
+                (0, 0, 0),
+                "{point:?}: nothing of the batch"
+            );
+        }
+        if fired && fired_deposit && fired_create {
+            assert_eq!(after, before, "{point:?}");
+        }
+        // The aborted batch goes through when delivered again.
+        let retried = payments.pay_orders(&batch).await.unwrap();
+        assert_eq!(retried[0] == Outcome::Redelivered, !fired, "{point:?}");
+        checked(&store).await;
+    }
+}
+
+pub async fn fault_after_commit_then_redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
+    let store = FaultyStore::new(factory.fresh().await);
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1", "10").await;
+    let batch = [pay("m-1", "o-1", "u1", "4")];
+    store.arm(FaultPoint::AfterCommit);
+    assert!(payments.pay_orders(&batch).await.is_err(), "the caller hears of a failure");
+    let committed = checked(&store).await;
+    assert_eq!(committed.balance("u1"), Some(money("6")), "but the batch committed");
+    assert_eq!(payments.pay_orders(&batch).await.unwrap(), vec![Outcome::Redelivered]);
+    assert_eq!(checked(&store).await, committed);
+}
+
+pub async fn apply_refuses_a_stale_balance<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let before = checked(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.lock_accounts(&[user("u1")]).await.unwrap();
+    let stale = Effects {
+        balance_updates: vec![BalanceUpdate {
+            user_id: user("u1"),
+            from: Balance::new(money("20")).unwrap(),
+            to: Balance::new(money("15")).unwrap(),
+        }],
+        ..Effects::default()
+    };
+    let refused = tx.apply(&stale).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_)) | Err(StoreError::Invariant(_))), "{refused:?}");
+    drop(tx);
+    assert_eq!(checked(&store).await, before);
+}
+
+pub async fn apply_refuses_a_second_payment_for_an_order<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    payments.pay_orders(&[pay("m-1", "o-1", "u1", "4")]).await.unwrap();
+    let before = checked(&store).await;
+    let first = before.payments.values().next().unwrap().clone();
+    let mut tx = store.begin().await.unwrap();
+    let second = Payment { transaction_id: Uuid::new_v4(), event_id: Uuid::new_v4(), ..first };
+    let refused = tx.apply(&Effects { payments: vec![second], ..Effects::default() }).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    drop(tx);
+    assert_eq!(checked(&store).await, before);
+}
+
+pub async fn concurrent_payments_on_one_account_are_exact<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "hot", "0").await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let payments = payments.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    payments.deposit(&user("hot"), amount("1.01"), None).await.map(|_| None)
+                } else {
+                    payments
+                        .pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "hot", "1")])
+                        .await
+                        .map(|o| Some(o[0]))
+                }
+            })
+        })
+        .collect();
+    let mut paid = 0;
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("task panicked: {e}")) {
+            Ok(Some(Outcome::Paid { .. })) => paid += 1,
+            Ok(_) => {}
+            Err(error) => panic!("no error may leak from a race: {error}"),
+        }
+    }
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.balance("hot"), Some(money("32.32") - Decimal::from(paid)));
+    assert_eq!(snapshot.payments.len(), paid as usize);
+}
+
+pub async fn concurrent_idempotent_retries_credit_once<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    let key = IdempotencyKey::new("retry-me").unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (payments, key) = (payments.clone(), key.clone());
+            tokio::spawn(async move { payments.deposit(&user("u1"), amount("7"), Some(&key)).await })
+        })
+        .collect();
+    let mut fresh_credits = 0;
+    for task in tasks {
+        let receipt = task.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(receipt.balance.value(), money("7"));
+        fresh_credits += usize::from(!receipt.replayed);
+    }
+    assert_eq!(fresh_credits, 1);
+    assert_eq!(checked(&store).await.balance("u1"), Some(money("7")));
+}
+
+pub async fn concurrent_batches_with_one_order_debit_once<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "a", "10").await;
+    funded(&payments, "b", "10").await;
+    // Opposite user orders in the two batches, and the same order id under different message ids.
+    let first = [pay("m-a1", "o-x", "a", "1"), pay("m-a2", "o-1", "b", "1")];
+    let second = [pay("m-b1", "o-2", "b", "1"), pay("m-b2", "o-x", "a", "1")];
+    let (p1, p2) = (payments.clone(), payments.clone());
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move { p1.pay_orders(&first).await }),
+        tokio::spawn(async move { p2.pay_orders(&second).await })
+    );
+    let outcomes: Vec<Outcome> = [r1, r2]
+        .into_iter()
+        .flat_map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let paid_x = outcomes.iter().filter(|o| matches!(o, Outcome::Paid { .. })).count();
+    assert_eq!(paid_x, 3, "o-1, o-2 and one of the two o-x: {outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Outcome::AlreadyPaid { .. })).count(), 1);
+    let snapshot = checked(&store).await;
+    let balances: BTreeMap<_, _> = snapshot.accounts.iter().map(|(u, b)| (u.as_str().to_string(), b.value())).collect();
+    assert_eq!(balances, BTreeMap::from([("a".into(), money("9")), ("b".into(), money("8"))]));
+}

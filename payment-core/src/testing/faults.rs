@@ -1,0 +1,165 @@
+//! A store wrapper that fails one chosen step of a unit of work, for any store: the tests abort a
+//! transaction at every step and check that nothing of it remains.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use super::{Inspect, Snapshot};
+use crate::decide::Effects;
+use crate::domain::{
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, StatementEntry, StatementPage, UserId,
+};
+use crate::ports::{Store, StoreError, UnitOfWork};
+
+/// A step of a unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    Begin,
+    ClaimMessages,
+    LockAccounts,
+    LoadPayments,
+    LoadIdempotency,
+    InsertAccount,
+    Apply,
+    /// The commit fails; nothing is written.
+    Commit,
+    /// The commit succeeds but the caller hears of an error, as when a connection drops just
+    /// after the server committed.
+    AfterCommit,
+}
+
+impl FaultPoint {
+    pub const ALL: [FaultPoint; 9] = [
+        FaultPoint::Begin,
+        FaultPoint::ClaimMessages,
+        FaultPoint::LockAccounts,
+        FaultPoint::LoadPayments,
+        FaultPoint::LoadIdempotency,
+        FaultPoint::InsertAccount,
+        FaultPoint::Apply,
+        FaultPoint::Commit,
+        FaultPoint::AfterCommit,
+    ];
+}
+
+type Plan = Arc<Mutex<Option<FaultPoint>>>;
+
+fn trip(plan: &Plan, point: FaultPoint) -> Result<(), StoreError> {
+    let mut armed = plan.lock().unwrap_or_else(PoisonError::into_inner);
+    if *armed == Some(point) {
+        *armed = None;
+        return Err(StoreError::Unavailable(format!("fault injected at {point:?}")));
+    }
+    Ok(())
+}
+
+/// Wraps a store; [`arm`](FaultyStore::arm) makes the next pass through a step fail, once.
+#[derive(Debug, Clone)]
+pub struct FaultyStore<S> {
+    inner: S,
+    plan: Plan,
+}
+
+impl<S> FaultyStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner, plan: Arc::default() }
+    }
+
+    pub fn arm(&self, point: FaultPoint) {
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
+    }
+
+    pub fn disarm(&self) {
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Whether the armed fault has not fired yet.
+    pub fn armed(&self) -> Option<FaultPoint> {
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStore<S> {
+    type Tx = FaultyTx<S::Tx>;
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        trip(&self.plan, FaultPoint::Begin)?;
+        Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone() })
+    }
+
+    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
+        self.inner.account(user).await
+    }
+
+    async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
+        self.inner.statement(user, page).await
+    }
+}
+
+#[async_trait]
+impl<S: Inspect + Sync> Inspect for FaultyStore<S> {
+    async fn snapshot(&self) -> Snapshot {
+        self.inner.snapshot().await
+    }
+}
+
+/// A unit of work of a [`FaultyStore`]. A failed step leaves the inner transaction to be dropped
+/// (rolled back), as a crashed caller would.
+pub struct FaultyTx<T> {
+    inner: T,
+    plan: Plan,
+}
+
+#[async_trait]
+impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
+    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+        trip(&self.plan, FaultPoint::ClaimMessages)?;
+        self.inner.claim_messages(ids).await
+    }
+
+    async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError> {
+        trip(&self.plan, FaultPoint::LockAccounts)?;
+        self.inner.lock_accounts(users).await
+    }
+
+    async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError> {
+        trip(&self.plan, FaultPoint::LoadPayments)?;
+        self.inner.load_payments(orders).await
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        trip(&self.plan, FaultPoint::LoadIdempotency)?;
+        self.inner.load_idempotency(user, key).await
+    }
+
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
+        trip(&self.plan, FaultPoint::InsertAccount)?;
+        self.inner.insert_account(account).await
+    }
+
+    async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError> {
+        trip(&self.plan, FaultPoint::Apply)?;
+        self.inner.apply(effects).await
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        trip(&self.plan, FaultPoint::Commit)?;
+        self.inner.commit().await?;
+        trip(&self.plan, FaultPoint::AfterCommit)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.inner.rollback().await
+    }
+}

@@ -1,0 +1,128 @@
+//! [`Snapshot`]: everything a store holds, read back for assertions, and the invariants it must
+//! satisfy after every commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use crate::domain::{
+    Balance, DeadLetter, EntryKind, EventKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, MessageId, OrderId,
+    OutboxEvent, Payment, UserId,
+};
+
+/// Read access to a whole store, for tests.
+#[async_trait]
+pub trait Inspect {
+    async fn snapshot(&self) -> Snapshot;
+}
+
+/// A store's committed contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub accounts: BTreeMap<UserId, Balance>,
+    /// Each account's entries, oldest first.
+    pub ledger: BTreeMap<UserId, Vec<LedgerEntry>>,
+    pub payments: BTreeMap<OrderId, Payment>,
+    pub inbox: BTreeSet<MessageId>,
+    /// In outbox order.
+    pub outbox: Vec<OutboxEvent>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub idempotency: BTreeMap<(UserId, IdempotencyKey), IdempotencyRecord>,
+}
+
+impl Snapshot {
+    /// The invariants of SPEC §2 and §4 that hold after every commit, whatever happened before.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (user, balance) in &self.accounts {
+            let entries = self.ledger.get(user).map(Vec::as_slice).unwrap_or_default();
+            let mut running = Decimal::ZERO;
+            for entry in entries {
+                match entry.kind {
+                    EntryKind::Deposit => running += entry.amount.value(),
+                    EntryKind::Payment => running -= entry.amount.value(),
+                }
+                if running != entry.balance_after.value() || running < Decimal::ZERO {
+                    return Err(format!(
+                        "{user}: entry {} says balance {} but the entries sum to {running}",
+                        entry.entry_id, entry.balance_after
+                    ));
+                }
+            }
+            if running != balance.value() {
+                return Err(format!("{user}: balance {balance} != deposits - payments = {running}"));
+            }
+        }
+        if let Some(user) = self.ledger.keys().find(|user| !self.accounts.contains_key(*user)) {
+            return Err(format!("ledger entries for {user}, who has no account"));
+        }
+        let mut debits: HashMap<&OrderId, usize> = HashMap::new();
+        for entry in self.ledger.values().flatten().filter(|e| e.kind == EntryKind::Payment) {
+            let order = entry.order_id.as_ref().ok_or("a payment entry without an order id")?;
+            *debits.entry(order).or_default() += 1;
+            let payment = self.payments.get(order).ok_or(format!("a debit for {order} without a payment"))?;
+            if (&payment.user_id, payment.amount) != (&entry.user_id, entry.amount) {
+                return Err(format!("the debit for {order} does not match its payment"));
+            }
+        }
+        if let Some((order, n)) = debits.iter().find(|(_, n)| **n > 1) {
+            return Err(format!("order {order} debited {n} times"));
+        }
+        if let Some(order) = self.payments.keys().find(|order| !debits.contains_key(order)) {
+            return Err(format!("payment for {order} without its debit"));
+        }
+        // Every claimed message has exactly one outcome in the outbox, and nothing else is there.
+        let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+        for event in &self.outbox {
+            let command = match event.kind {
+                EventKind::DeadLetter => event.header("message-id"),
+                _ => event.header("correlation-id"),
+            };
+            let command = command.ok_or(format!("outbox event without its command: {:?}", event.headers))?;
+            *outcomes.entry(command).or_default() += 1;
+        }
+        for id in &self.inbox {
+            match outcomes.remove(id.as_str()) {
+                Some(1) => {}
+                n => return Err(format!("message {id} has {} outcomes in the outbox", n.unwrap_or(0))),
+            }
+        }
+        if let Some(stray) = outcomes.keys().next() {
+            return Err(format!("outbox event for {stray}, a message not in the inbox"));
+        }
+        for payment in self.payments.values() {
+            let published = self.outbox.iter().any(|e| {
+                e.kind == EventKind::OrderPaid && e.header("event-id") == Some(payment.event_id.to_string().as_str())
+            });
+            if !published {
+                return Err(format!("payment for {} has no order.paid in the outbox", payment.order_id));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn balance(&self, user: &str) -> Option<Decimal> {
+        self.accounts.iter().find(|(id, _)| id.as_str() == user).map(|(_, b)| b.value())
+    }
+}
+
+#[async_trait]
+impl Inspect for crate::memory::MemoryStore {
+    async fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().await;
+        Snapshot {
+            accounts: state.accounts.iter().map(|(user, account)| (user.clone(), account.balance)).collect(),
+            ledger: state
+                .ledger
+                .iter()
+                .filter(|(_, entries)| !entries.is_empty())
+                .map(|(user, entries)| (user.clone(), entries.iter().map(|e| e.entry.clone()).collect()))
+                .collect(),
+            payments: state.payments.iter().map(|(order, payment)| (order.clone(), payment.clone())).collect(),
+            inbox: state.inbox.keys().cloned().collect(),
+            outbox: state.outbox.iter().map(|row| row.event.clone()).collect(),
+            dead_letters: state.dead_letters.clone(),
+            idempotency: state.idempotency.clone().into_iter().collect(),
+        }
+    }
+}
