@@ -16,3 +16,8 @@ impl StoreFactory for Memory {
 }
 
 payment_core::store_contract_tests!(Memory);
+
+#[test]
+fn exactly_once_property() {
+    payment_core::testing::property::check(&Memory, 2000);
+}

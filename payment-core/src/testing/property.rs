@@ -1,1 +1,310 @@
+//! The exactly-once property: random sequences of account creations, deposits and `pay.order`
+//! batches — with exact redeliveries, new-message duplicates of paid and failed orders,
+//! conflicting duplicates, poison messages, aborts at random steps and concurrent batches — run
+//! against a store and against the [`Model`]. After every step the store must agree with the
+//! model and satisfy [`Snapshot::check_invariants`].
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use rust_decimal::Decimal;
+
+use super::contract::{raw, user};
+use super::faults::{FaultPoint, FaultyStore};
+use super::model::{Expected, Model};
+use super::{Inspect, Snapshot, StoreFactory};
+use crate::app::{Error, Payments};
+use crate::domain::{Amount, EventKind, IdempotencyKey, Inbound, MessageId};
+use crate::ports::Store;
+
+/// A message of a generated batch; indices pick among the messages sent so far.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Fresh {
+        order: u8,
+        user: u8,
+        cents: u32,
+    },
+    /// The same message again (same identity).
+    Redeliver(usize),
+    /// An earlier message's command under a new identity.
+    Resend(usize),
+    /// An earlier message's order id for another user or amount.
+    Conflicting {
+        of: usize,
+        user: u8,
+        cents: u32,
+    },
+    /// A valid order id with an invalid amount.
+    InvalidAmount {
+        order: u8,
+        user: u8,
+    },
+    Malformed,
+}
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Create(u8),
+    Deposit {
+        user: u8,
+        cents: u32,
+        key: Option<u8>,
+    },
+    Pay(Vec<Msg>),
+    /// A batch whose unit of work fails at the given step.
+    Abort(Vec<Msg>, FaultPoint),
+    Concurrent(Vec<Msg>, Vec<Msg>),
+}
+
+const USERS: u8 = 4;
+const ORDERS: u8 = 10;
+
+fn msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        6 => (0..ORDERS, 0..USERS + 1, 1u32..3000).prop_map(|(order, user, cents)| Msg::Fresh { order, user, cents }),
+        2 => any::<prop::sample::Index>().prop_map(|i| Msg::Redeliver(i.index(usize::MAX))),
+        2 => any::<prop::sample::Index>().prop_map(|i| Msg::Resend(i.index(usize::MAX))),
+        1 => (any::<prop::sample::Index>(), 0..USERS, 1u32..3000)
+            .prop_map(|(i, user, cents)| Msg::Conflicting { of: i.index(usize::MAX), user, cents }),
+        1 => (0..ORDERS, 0..USERS).prop_map(|(order, user)| Msg::InvalidAmount { order, user }),
+        1 => Just(Msg::Malformed),
+    ]
+}
+
+fn batch() -> impl Strategy<Value = Vec<Msg>> {
+    prop::collection::vec(msg(), 1..8)
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let aborts = prop::sample::select(vec![
+        FaultPoint::Begin,
+        FaultPoint::ClaimMessages,
+        FaultPoint::LockAccounts,
+        FaultPoint::LoadPayments,
+        FaultPoint::Apply,
+        FaultPoint::Commit,
+        FaultPoint::AfterCommit,
+    ]);
+    prop_oneof![
+        2 => (0..USERS).prop_map(Step::Create),
+        3 => (0..USERS + 1, 1u32..5000, prop::option::weighted(0.3, 0u8..3))
+            .prop_map(|(user, cents, key)| Step::Deposit { user, cents, key }),
+        6 => batch().prop_map(Step::Pay),
+        2 => (batch(), aborts).prop_map(|(batch, point)| Step::Abort(batch, point)),
+        2 => (batch(), batch()).prop_map(|(a, b)| Step::Concurrent(a, b)),
+    ]
+}
+
+/// Runs the property on stores from `factory`: `default_cases` cases unless `PROPTEST_CASES` says.
+pub fn check<F: StoreFactory>(factory: &F, default_cases: u32) {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default_cases);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("cannot start a tokio runtime for the property test: {error}"),
+    };
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new(config);
+    let steps = prop::collection::vec(step(), 1..30);
+    if let Err(failure) = runner.run(&steps, |steps| runtime.block_on(run_case(factory, steps))) {
+        panic!("exactly-once property failed: {failure}");
+    }
+}
+
+struct Case<S: Store> {
+    store: FaultyStore<S>,
+    payments: Payments<FaultyStore<S>>,
+    model: Model,
+    sent: Vec<Inbound>,
+}
+
+async fn run_case<F: StoreFactory>(factory: &F, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let store = FaultyStore::new(factory.fresh().await);
+    let mut case = Case { payments: Payments::new(store.clone()), store, model: Model::default(), sent: Vec::new() };
+    for (n, step) in steps.iter().enumerate() {
+        case.step(step).await.map_err(|e| TestCaseError::fail(format!("step {n} {step:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+impl<S: Store + Inspect> Case<S> {
+    async fn step(&mut self, step: &Step) -> Result<(), String> {
+        let before = self.store.snapshot().await;
+        match step {
+            Step::Create(n) => {
+                let id = user(&format!("u{n}"));
+                let got = self.payments.create_account(&id).await.map(|_| ());
+                same(got, self.model.create(&id))?;
+            }
+            Step::Deposit { user: n, cents, key } => {
+                let id = user(&format!("u{n}"));
+                let amount = cents_amount(*cents);
+                let key = key.map(|k| IdempotencyKey::new(format!("k{k}")).unwrap_or_else(|e| panic!("{e}")));
+                let got =
+                    self.payments.deposit(&id, amount, key.as_ref()).await.map(|r| (r.balance.value(), r.replayed));
+                same(got, self.model.deposit(&id, amount.value(), key.as_ref()))?;
+            }
+            Step::Pay(msgs) => {
+                let batch = self.resolve(msgs);
+                let got = self.payments.pay_orders(&batch).await.map_err(|e| format!("pay_orders failed: {e}"))?;
+                same_outcomes(&got.into_iter().map(Expected::from).collect::<Vec<_>>(), &self.model.pay(&batch))?;
+                if batch.iter().all(|m| before.inbox.contains(&m.identity)) && self.store.snapshot().await != before {
+                    return Err("a batch of redeliveries changed the store".into());
+                }
+            }
+            Step::Abort(msgs, point) => {
+                let batch = self.resolve(msgs);
+                self.store.arm(*point);
+                let got = self.payments.pay_orders(&batch).await;
+                let fired = self.store.armed().is_none();
+                self.store.disarm();
+                match (fired, got) {
+                    (true, Ok(_)) => return Err(format!("fault at {point:?} fired but the batch succeeded")),
+                    (true, Err(_)) if *point == FaultPoint::AfterCommit => drop(self.model.pay(&batch)),
+                    (true, Err(_)) => {
+                        let after = self.store.snapshot().await;
+                        if after != before {
+                            return Err(format!("aborted at {point:?} but the store changed"));
+                        }
+                    }
+                    (false, Ok(got)) => same_outcomes(
+                        &got.into_iter().map(Expected::from).collect::<Vec<_>>(),
+                        &self.model.pay(&batch),
+                    )?,
+                    (false, Err(e)) => return Err(format!("failed without a fault: {e}")),
+                }
+            }
+            Step::Concurrent(a, b) => {
+                let (a, b) = (self.resolve(a), self.resolve(b));
+                let (pa, pb) = (self.payments.clone(), self.payments.clone());
+                let (ba, bb) = (a.clone(), b.clone());
+                let (ga, gb) = tokio::join!(
+                    tokio::spawn(async move { pa.pay_orders(&ba).await }),
+                    tokio::spawn(async move { pb.pay_orders(&bb).await })
+                );
+                let got = |r: Result<Result<Vec<_>, Error>, tokio::task::JoinError>| -> Result<Vec<Expected>, String> {
+                    let outcomes =
+                        r.map_err(|e| format!("task failed: {e}"))?.map_err(|e| format!("pay_orders failed: {e}"))?;
+                    Ok(outcomes.into_iter().map(Expected::from).collect())
+                };
+                let (ga, gb) = (got(ga)?, got(gb)?);
+                // Either serial order is a correct result; the store must match one of them.
+                let mut a_first = self.model.clone();
+                let a_first_outcomes = (a_first.pay(&a), a_first.pay(&b));
+                let mut b_first = self.model.clone();
+                let (bo, ao) = (b_first.pay(&b), b_first.pay(&a));
+                let snapshot = self.store.snapshot().await;
+                if (ga.clone(), gb.clone()) == a_first_outcomes && agree(&snapshot, &a_first).is_ok() {
+                    self.model = a_first;
+                } else if (ga.clone(), gb.clone()) == (ao, bo) && agree(&snapshot, &b_first).is_ok() {
+                    self.model = b_first;
+                } else {
+                    return Err(format!("concurrent batches match no serial order: got {ga:?} / {gb:?}"));
+                }
+            }
+        }
+        let snapshot = self.store.snapshot().await;
+        snapshot.check_invariants()?;
+        agree(&snapshot, &self.model)
+    }
+
+    /// Turns generated messages into records, remembering them for later redeliveries.
+    fn resolve(&mut self, msgs: &[Msg]) -> Vec<Inbound> {
+        let mut batch = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let id = format!("p{}", self.sent.len());
+            let earlier = |i: &usize| (!self.sent.is_empty()).then(|| &self.sent[i % self.sent.len()]);
+            let message = match msg {
+                Msg::Fresh { order, user, cents } => pay_json(&id, &format!("o{order}"), &format!("u{user}"), *cents),
+                Msg::Redeliver(i) => match earlier(i) {
+                    Some(message) => message.clone(),
+                    None => raw(&id, "{}"),
+                },
+                Msg::Resend(i) => match earlier(i) {
+                    Some(message) => Inbound {
+                        identity: MessageId::new(id.clone()).unwrap_or_else(|e| panic!("{e}")),
+                        ..message.clone()
+                    },
+                    None => raw(&id, "{}"),
+                },
+                Msg::Conflicting { of, user, cents } => {
+                    let order = earlier(of).and_then(order_of).unwrap_or_else(|| "o0".into());
+                    pay_json(&id, &order, &format!("u{user}"), *cents)
+                }
+                Msg::InvalidAmount { order, user } => raw(
+                    &id,
+                    &format!(r#"{{"message_id":"{id}","order_id":"o{order}","user_id":"u{user}","amount":"0.001"}}"#),
+                ),
+                Msg::Malformed => raw(&id, "\u{1}not json"),
+            };
+            self.sent.push(message.clone());
+            batch.push(message);
+        }
+        batch
+    }
+}
+
+fn order_of(message: &Inbound) -> Option<String> {
+    match &message.command {
+        crate::domain::Command::Pay(order) => Some(order.order_id.to_string()),
+        crate::domain::Command::Invalid { order_id, .. } => Some(order_id.to_string()),
+        crate::domain::Command::Undecodable { .. } => None,
+    }
+}
+
+fn cents_amount(cents: u32) -> Amount {
+    Amount::new(Decimal::new(i64::from(cents), 2)).unwrap_or_else(|e| panic!("generated amount: {e}"))
+}
+
+fn pay_json(id: &str, order: &str, user: &str, cents: u32) -> Inbound {
+    let amount = cents_amount(cents);
+    raw(id, &format!(r#"{{"message_id":"{id}","order_id":"{order}","user_id":"{user}","amount":{amount}}}"#))
+}
+
+fn same<T: PartialEq + std::fmt::Debug>(got: Result<T, Error>, expected: Result<T, Error>) -> Result<(), String> {
+    (got == expected).then_some(()).ok_or_else(|| format!("store answered {got:?}, the model {expected:?}"))
+}
+
+fn same_outcomes(got: &[Expected], expected: &[Expected]) -> Result<(), String> {
+    (got == expected).then_some(()).ok_or_else(|| format!("outcomes {got:?}, the model expects {expected:?}"))
+}
+
+/// The store holds what the model says: balances, paid orders, inbox, idempotency keys, outbox.
+fn agree(snapshot: &Snapshot, model: &Model) -> Result<(), String> {
+    let balances: BTreeMap<_, _> = snapshot.accounts.iter().map(|(u, b)| (u.clone(), b.value())).collect();
+    if balances != model.balances {
+        return Err(format!("balances {balances:?}, the model {:?}", model.balances));
+    }
+    for (user, deposited) in &model.deposits {
+        let paid: Decimal = model.paid.values().filter(|(u, _)| u == user).map(|(_, a)| *a).sum();
+        if model.balances.get(user) != Some(&(deposited - paid)) {
+            return Err(format!("model broken: {user} balance != deposits - paid"));
+        }
+    }
+    let paid: BTreeMap<_, _> =
+        snapshot.payments.iter().map(|(o, p)| (o.clone(), (p.user_id.clone(), p.amount.value()))).collect();
+    if paid != model.paid {
+        return Err(format!("payments {paid:?}, the model {:?}", model.paid));
+    }
+    if snapshot.inbox != model.inbox {
+        return Err(format!("inbox {:?}, the model {:?}", snapshot.inbox, model.inbox));
+    }
+    let keys: BTreeSet<_> = snapshot.idempotency.keys().cloned().collect();
+    if keys != model.keys.keys().cloned().collect() {
+        return Err(format!("idempotency keys {keys:?}, the model {:?}", model.keys.keys()));
+    }
+    let outbox: Vec<(EventKind, String)> = snapshot
+        .outbox
+        .iter()
+        .map(|e| {
+            let command = e.header("correlation-id").or(e.header("message-id")).unwrap_or_default();
+            (e.kind, command.to_string())
+        })
+        .collect();
+    let expected: Vec<(EventKind, String)> = model.outbox.iter().map(|(k, m)| (*k, m.to_string())).collect();
+    if outbox != expected {
+        return Err(format!("outbox {outbox:?}, the model {expected:?}"));
+    }
+    Ok(())
+}
