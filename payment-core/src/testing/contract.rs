@@ -229,6 +229,11 @@ pub async fn redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
     let altered = pay("m-1", "o-2", "u1", "5");
     assert_eq!(payments.pay_orders(&[altered]).await.unwrap(), vec![Outcome::Redelivered]);
     assert_eq!(checked(&store).await, before);
+    // Redelivered next to a new message, in one batch: only the new one has an effect.
+    let outcomes = payments.pay_orders(&[command, pay("m-2", "o-3", "u1", "1")]).await.unwrap();
+    assert!(matches!(outcomes.as_slice(), [Outcome::Redelivered, Outcome::Paid { .. }]), "{outcomes:?}");
+    let after = checked(&store).await;
+    assert_eq!((after.balance("u1"), after.outbox.len()), (Some(money("5")), 2));
 }
 
 pub async fn duplicate_identity_in_one_batch_applies_once<F: StoreFactory>(factory: &F) {
