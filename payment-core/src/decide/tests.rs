@@ -71,7 +71,10 @@ fn the_decision_depends_only_on_its_inputs() {
     assert_eq!(a, b);
 }
 
-fn arbitrary_batch() -> impl Strategy<Value = (Vec<(u8, u8, u8, i64)>, Vec<i64>, Vec<(u8, u8, i64)>)> {
+/// Messages `(id, order, user, cents)`, account balances in cents, earlier payments `(order, user, cents)`.
+type Generated = (Vec<(u8, u8, u8, i64)>, Vec<i64>, Vec<(u8, u8, i64)>);
+
+fn arbitrary_batch() -> impl Strategy<Value = Generated> {
     (
         prop::collection::vec((0u8..12, 0u8..6, 0u8..4, 1i64..600), 0..24),
         prop::collection::vec(0i64..1500, 3),

@@ -173,7 +173,6 @@ fn parse_exact(text: &str) -> Result<Decimal, MoneyError> {
         return Err(if negative { MoneyError::NotPositive } else { MoneyError::TooLarge });
     }
     let mut unscaled: i128 = digits.parse().map_err(|_| MoneyError::NotANumber)?;
-    let mut scale = scale;
     while scale < 0 {
         unscaled *= 10;
         scale += 1;

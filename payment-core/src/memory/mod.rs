@@ -7,14 +7,16 @@
 //! To abort a transaction at a chosen step in tests, wrap the store in
 //! `testing::faults::FaultyStore` (feature `testing`).
 
+mod outbox;
 mod state;
 mod tx;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{watch, Mutex};
 
+pub use outbox::{MemoryLeader, MemoryWakeups};
 pub use tx::MemoryTx;
 
 use crate::domain::{Account, StatementEntry, StatementPage, UserId};
@@ -22,16 +24,23 @@ use crate::ports::{Store, StoreError};
 pub(crate) use state::State;
 
 /// The in-memory store. Clones share the same data.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     pub(crate) state: Arc<Mutex<State>>,
-    /// Raised by every commit that wrote outbox rows.
-    pub(crate) outbox_written: Arc<Notify>,
+    /// Counts commits that wrote outbox rows; publishers watch it.
+    pub(crate) commits: Arc<watch::Sender<u64>>,
+    leader: outbox::LeaderLock,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self::default()
+        Self { state: Arc::default(), commits: Arc::new(watch::Sender::new(0)), leader: Arc::default() }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -40,7 +49,7 @@ impl Store for MemoryStore {
     type Tx = MemoryTx;
 
     async fn begin(&self) -> Result<MemoryTx, StoreError> {
-        Ok(MemoryTx::new(self.state.clone().lock_owned().await, self.outbox_written.clone()))
+        Ok(MemoryTx::new(self.state.clone().lock_owned().await, self.commits.clone()))
     }
 
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {

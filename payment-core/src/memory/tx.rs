@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::{watch, OwnedMutexGuard};
 
 use super::state::{State, Undo};
 use crate::decide::Effects;
@@ -18,12 +18,12 @@ pub struct MemoryTx {
     state: OwnedMutexGuard<State>,
     undo: Vec<Undo>,
     wrote_outbox: bool,
-    outbox_written: Arc<Notify>,
+    commits: Arc<watch::Sender<u64>>,
 }
 
 impl MemoryTx {
-    pub(super) fn new(state: OwnedMutexGuard<State>, outbox_written: Arc<Notify>) -> Self {
-        Self { state, undo: Vec::new(), wrote_outbox: false, outbox_written }
+    pub(super) fn new(state: OwnedMutexGuard<State>, commits: Arc<watch::Sender<u64>>) -> Self {
+        Self { state, undo: Vec::new(), wrote_outbox: false, commits }
     }
 
     fn undo_all(&mut self) {
@@ -90,7 +90,7 @@ impl UnitOfWork for MemoryTx {
     async fn commit(mut self) -> Result<(), StoreError> {
         self.undo.clear();
         if self.wrote_outbox {
-            self.outbox_written.notify_waiters();
+            self.commits.send_modify(|n| *n += 1);
         }
         Ok(())
     }

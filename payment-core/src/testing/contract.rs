@@ -15,7 +15,7 @@ use crate::domain::{
     Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
     StatementPage, UserId,
 };
-use crate::ports::{Store, StoreError, UnitOfWork};
+use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
 pub fn user(id: &str) -> UserId {
     UserId::new(id).unwrap_or_else(|e| panic!("test user id {id:?}: {e}"))
@@ -586,4 +586,77 @@ pub async fn concurrent_batches_with_one_order_debit_once<F: StoreFactory>(facto
     let snapshot = checked(&store).await;
     let balances: BTreeMap<_, _> = snapshot.accounts.iter().map(|(u, b)| (u.as_str().to_string(), b.value())).collect();
     assert_eq!(balances, BTreeMap::from([("a".into(), money("9")), ("b".into(), money("8"))]));
+}
+
+pub async fn outbox_is_read_in_order_and_marked_published<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    for i in 0..5 {
+        payments.pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")]).await.unwrap();
+    }
+    let rows = store.unpublished(3).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "id order");
+    let keys: Vec<_> = rows.iter().map(|r| r.event.key.clone().unwrap_or_default()).collect();
+    assert_eq!(keys, ["o-0", "o-1", "o-2"], "commit order");
+    assert_eq!(rows, store.unpublished(3).await.unwrap(), "reading claims nothing until marked");
+    store.mark_published(&[rows[0].id, rows[1].id]).await.unwrap();
+    let rest = store.unpublished(100).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>()[0], rows[2].id);
+    assert_eq!((rest.len(), store.backlog().await.unwrap()), (3, 3));
+    assert_eq!(checked(&store).await.outbox.len(), 5, "published rows stay until pruned");
+}
+
+pub async fn one_publisher_leads_at_a_time<F: StoreFactory>(factory: &F) {
+    let (_, store) = fresh(factory).await;
+    let mut leader = store.try_lead().await.unwrap().expect("the first publisher leads");
+    assert!(store.clone().try_lead().await.unwrap().is_none(), "a second one waits");
+    assert!(leader.still_leading().await);
+    drop(leader);
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = store.try_lead().await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(taken.is_some(), "leadership is free again once the leader is gone");
+}
+
+pub async fn wakeups_follow_commits_with_outbox_rows<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let mut wakeups = store.wakeups().await.unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(200), wakeups.next()).await;
+    assert!(quiet.is_err(), "no outbox row, no wake-up");
+    payments.pay_orders(&[pay("m-1", "o-1", "u1", "1")]).await.unwrap();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), wakeups.next()).await;
+    assert!(matches!(woken, Ok(Ok(()))), "{woken:?}");
+}
+
+pub async fn retention_prunes_old_rows_only<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    payments.deposit(&user("u1"), amount("1"), Some(&IdempotencyKey::new("k").unwrap())).await.unwrap();
+    for i in 0..4 {
+        payments.pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")]).await.unwrap();
+    }
+    let published: Vec<i64> = store.unpublished(2).await.unwrap().iter().map(|r| r.id).collect();
+    store.mark_published(&published).await.unwrap();
+    let keep = RetentionPolicy::default();
+    assert_eq!(store.prune(keep).await.unwrap(), Default::default(), "nothing is old yet");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let everything_old = RetentionPolicy {
+        inbox_max_age: std::time::Duration::ZERO,
+        published_outbox_max_age: std::time::Duration::ZERO,
+        idempotency_max_age: std::time::Duration::ZERO,
+        chunk_rows: 1,
+    };
+    let pruned = store.prune(everything_old).await.unwrap();
+    assert_eq!((pruned.inbox_rows, pruned.outbox_rows, pruned.idempotency_rows), (4, 2, 1));
+    let snapshot = store.snapshot().await;
+    assert_eq!(snapshot.outbox.len(), 2, "unpublished rows are never pruned");
+    assert_eq!(snapshot.balance("u1"), Some(money("7")), "money is never pruned");
+    assert_eq!(snapshot.ledger[&user("u1")].len(), 6);
 }

@@ -21,12 +21,12 @@ use async_trait::async_trait;
 
 pub use snapshot::{Inspect, Snapshot};
 
-use crate::ports::Store;
+use crate::ports::{Outbox, Retention, Store};
 
 /// Gives each test a fresh, empty store.
 #[async_trait]
 pub trait StoreFactory: Send + Sync {
-    type Store: Store + Inspect;
+    type Store: Store + Outbox + Retention + Inspect;
 
     async fn fresh(&self) -> Self::Store;
 }
@@ -72,6 +72,10 @@ macro_rules! store_contract_tests {
             concurrent_payments_on_one_account_are_exact,
             concurrent_idempotent_retries_credit_once,
             concurrent_batches_with_one_order_debit_once,
+            outbox_is_read_in_order_and_marked_published,
+            one_publisher_leads_at_a_time,
+            wakeups_follow_commits_with_outbox_rows,
+            retention_prunes_old_rows_only,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -1,0 +1,100 @@
+//! The outbox and retention ports on the in-memory store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+use super::MemoryStore;
+use crate::ports::{
+    Leadership, Outbox, OutboxRecord, Pruned, Retention, RetentionPolicy, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS,
+};
+
+/// The publisher lock of a memory store (one per store, shared by its clones).
+pub type LeaderLock = Arc<Mutex<()>>;
+
+/// Held by the active publisher of a memory store.
+#[derive(Debug)]
+pub struct MemoryLeader(#[allow(dead_code)] OwnedMutexGuard<()>);
+
+#[async_trait]
+impl Leadership for MemoryLeader {
+    async fn still_leading(&mut self) -> bool {
+        true
+    }
+}
+
+/// Commit notifications of a memory store.
+#[derive(Debug)]
+pub struct MemoryWakeups(watch::Receiver<u64>);
+
+#[async_trait]
+impl Wakeups for MemoryWakeups {
+    async fn next(&mut self) -> Result<(), StoreError> {
+        self.0.changed().await.map_err(|_| StoreError::Unavailable("the memory store is gone".into()))
+    }
+}
+
+fn cutoff(age: std::time::Duration) -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    type Leader = MemoryLeader;
+    type Wakeups = MemoryWakeups;
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+        let state = self.state.lock().await;
+        let limit = limit.min(MAX_OUTBOX_BATCH_ROWS) as usize;
+        Ok(state
+            .outbox
+            .iter()
+            .filter(|row| row.published_at.is_none())
+            .take(limit)
+            .map(|row| OutboxRecord { id: row.id, event: row.event.clone(), created_at: row.created_at })
+            .collect())
+    }
+
+    async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        let now = Utc::now();
+        for row in state.outbox.iter_mut().filter(|row| ids.contains(&row.id)) {
+            row.published_at.get_or_insert(now);
+        }
+        Ok(())
+    }
+
+    async fn try_lead(&self) -> Result<Option<MemoryLeader>, StoreError> {
+        Ok(self.leader.clone().try_lock_owned().ok().map(MemoryLeader))
+    }
+
+    async fn wakeups(&self) -> Result<MemoryWakeups, StoreError> {
+        Ok(MemoryWakeups(self.commits.subscribe()))
+    }
+
+    async fn backlog(&self) -> Result<u64, StoreError> {
+        let state = self.state.lock().await;
+        Ok(state.outbox.iter().filter(|row| row.published_at.is_none()).count() as u64)
+    }
+}
+
+#[async_trait]
+impl Retention for MemoryStore {
+    async fn prune(&self, policy: RetentionPolicy) -> Result<Pruned, StoreError> {
+        let mut state = self.state.lock().await;
+        let inbox_before = cutoff(policy.inbox_max_age);
+        let outbox_before = cutoff(policy.published_outbox_max_age);
+        let keys_before = cutoff(policy.idempotency_max_age);
+        let sizes = (state.inbox.len(), state.outbox.len(), state.idempotency.len());
+        state.inbox.retain(|_, claimed_at| *claimed_at >= inbox_before);
+        state.outbox.retain(|row| row.published_at.is_none_or(|at| at >= outbox_before));
+        state.idempotency.retain(|_, record| record.created_at >= keys_before);
+        Ok(Pruned {
+            inbox_rows: (sizes.0 - state.inbox.len()) as u64,
+            outbox_rows: (sizes.1 - state.outbox.len()) as u64,
+            idempotency_rows: (sizes.2 - state.idempotency.len()) as u64,
+        })
+    }
+}
