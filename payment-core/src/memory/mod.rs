@@ -52,6 +52,10 @@ impl Store for MemoryStore {
         Ok(MemoryTx::new(self.state.clone().lock_owned().await, self.commits.clone()))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
         Ok(self.state.lock().await.accounts.get(user).cloned())
     }

@@ -45,6 +45,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Opens a unit of work. Dropping it without [`UnitOfWork::commit`] rolls it back.
     async fn begin(&self) -> Result<Self::Tx, StoreError>;
 
+    /// Whether the store answers; for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// The committed account of a user.
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError>;
 

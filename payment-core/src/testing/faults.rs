@@ -94,6 +94,10 @@ impl<S: Store> Store for FaultyStore<S> {
         Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone() })
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
         self.inner.account(user).await
     }
