@@ -1,0 +1,119 @@
+//! All effects of a unit of work in **one** statement: each kind of row is written by a
+//! data-modifying CTE over `UNNEST`ed arrays, so a batch of 1,000 costs what a batch of 1 does.
+
+use payment_core::decide::Effects;
+use payment_core::ports::StoreError;
+use sqlx::{PgConnection, Row};
+
+use crate::error::store_error;
+
+const APPLY: &str = "
+WITH
+balances AS (
+    UPDATE accounts AS a SET balance = u.to_balance
+    FROM UNNEST($1::TEXT[], $2::NUMERIC[], $3::NUMERIC[]) AS u(user_id, from_balance, to_balance)
+    WHERE a.user_id = u.user_id AND a.balance = u.from_balance
+    RETURNING 1
+),
+ledger AS (
+    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, created_at)
+    SELECT entry_id, user_id, kind, amount, balance_after, order_id, created_at
+    FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $10::TIMESTAMPTZ[])
+        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, created_at, n)
+    ORDER BY n
+    RETURNING 1
+),
+payments AS (
+    INSERT INTO payments (order_id, user_id, amount, transaction_id, event_id, paid_at)
+    SELECT * FROM UNNEST($11::TEXT[], $12::TEXT[], $13::NUMERIC[], $14::UUID[], $15::UUID[], $16::TIMESTAMPTZ[])
+    RETURNING 1
+),
+outbox AS (
+    INSERT INTO outbox (topic, key, payload, headers)
+    SELECT topic, key, payload, headers::JSONB
+    FROM UNNEST($17::TEXT[], $18::TEXT[], $19::BYTEA[], $20::TEXT[])
+        WITH ORDINALITY AS o(topic, key, payload, headers, n)
+    ORDER BY n
+    RETURNING 1
+),
+dead_letters AS (
+    INSERT INTO dead_letters
+        (dead_letter_id, message_id, source_topic, source_partition, source_offset, reason, detail, payload, created_at)
+    SELECT id, message_id, topic, part, offs, reason, detail, payload, created_at
+    FROM UNNEST($21::UUID[], $22::TEXT[], $23::TEXT[], $24::INT[], $25::BIGINT[], $26::TEXT[], $27::TEXT[],
+                $28::BYTEA[], $29::TIMESTAMPTZ[])
+        WITH ORDINALITY AS d(id, message_id, topic, part, offs, reason, detail, payload, created_at, n)
+    ORDER BY n
+    RETURNING 1
+),
+keys AS (
+    INSERT INTO idempotency_keys (user_id, key, amount, balance, created_at)
+    SELECT * FROM UNNEST($30::TEXT[], $31::TEXT[], $32::NUMERIC[], $33::NUMERIC[], $34::TIMESTAMPTZ[])
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM balances) AS balances_updated";
+
+macro_rules! column {
+    ($rows:expr, |$row:ident| $value:expr) => {
+        $rows.iter().map(|$row| $value).collect::<Vec<_>>()
+    };
+}
+
+pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {
+    let (b, l, p, o, d, k) = (
+        &effects.balance_updates,
+        &effects.ledger,
+        &effects.payments,
+        &effects.outbox,
+        &effects.dead_letters,
+        &effects.idempotency,
+    );
+    let headers = column!(o, |e| serde_json::to_string(&e.headers).unwrap_or_else(|_| "[]".into()));
+    let row = sqlx::query(APPLY)
+        .bind(column!(b, |u| u.user_id.to_string()))
+        .bind(column!(b, |u| u.from.value()))
+        .bind(column!(b, |u| u.to.value()))
+        .bind(column!(l, |e| e.entry_id))
+        .bind(column!(l, |e| e.user_id.to_string()))
+        .bind(column!(l, |e| e.kind.as_str().to_string()))
+        .bind(column!(l, |e| e.amount.value()))
+        .bind(column!(l, |e| e.balance_after.value()))
+        .bind(column!(l, |e| e.order_id.as_ref().map(ToString::to_string)))
+        .bind(column!(l, |e| e.created_at))
+        .bind(column!(p, |x| x.order_id.to_string()))
+        .bind(column!(p, |x| x.user_id.to_string()))
+        .bind(column!(p, |x| x.amount.value()))
+        .bind(column!(p, |x| x.transaction_id))
+        .bind(column!(p, |x| x.event_id))
+        .bind(column!(p, |x| x.paid_at))
+        .bind(column!(o, |e| e.kind.as_str().to_string()))
+        .bind(column!(o, |e| e.key.clone()))
+        .bind(column!(o, |e| e.payload.clone()))
+        .bind(headers)
+        .bind(column!(d, |x| x.dead_letter_id))
+        .bind(column!(d, |x| x.message_id.to_string()))
+        .bind(column!(d, |x| x.origin.as_ref().map(|o| o.topic.clone())))
+        .bind(column!(d, |x| x.origin.as_ref().map(|o| o.partition)))
+        .bind(column!(d, |x| x.origin.as_ref().map(|o| o.offset)))
+        .bind(column!(d, |x| x.reason.as_str().to_string()))
+        .bind(column!(d, |x| x.detail.clone()))
+        .bind(column!(d, |x| x.payload.clone()))
+        .bind(column!(d, |x| x.created_at))
+        .bind(column!(k, |x| x.user_id.to_string()))
+        .bind(column!(k, |x| x.key.to_string()))
+        .bind(column!(k, |x| x.amount.value()))
+        .bind(column!(k, |x| x.balance.value()))
+        .bind(column!(k, |x| x.created_at))
+        .fetch_one(conn)
+        .await
+        .map_err(store_error)?;
+    let updated: i64 = row.try_get("balances_updated").map_err(store_error)?;
+    if updated != b.len() as i64 {
+        return Err(StoreError::Conflict(format!(
+            "{} of {} balance updates found the balance they were decided on",
+            updated,
+            b.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! Translation of sqlx errors into the core's [`StoreError`], and this crate's own errors.
+
+use payment_core::ports::StoreError;
+
+/// Errors of setting the store up.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply the schema migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Sorts a database error by what the caller can do about it: retry the unit of work
+/// (conflicts), retry later (the server is unreachable), or nothing (a bug or corrupt data).
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // serialization_failure, deadlock_detected, unique_violation
+                "40001" | "40P01" | "23505" => StoreError::Conflict(error.to_string()),
+                // connection exceptions, operator intervention (e.g. pg_terminate_backend),
+                // insufficient resources
+                c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") => {
+                    StoreError::Unavailable(error.to_string())
+                }
+                _ => StoreError::Invariant(error.to_string()),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Invariant(error.to_string()),
+    }
+}
+
+/// A stored value that no longer passes the domain's validation.
+pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Invariant(format!("stored {what} is invalid: {error}"))
+}

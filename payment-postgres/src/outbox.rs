@@ -1,0 +1,138 @@
+//! The outbox port on PostgreSQL: ordered reads of unpublished rows, marking, a leader lock held
+//! by a dedicated connection, and `LISTEN/NOTIFY` wake-ups raised by the outbox trigger.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use payment_core::domain::{EventKind, OutboxEvent};
+use payment_core::ports::{Leadership, Outbox, OutboxRecord, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS};
+use sqlx::postgres::PgListener;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::error::{corrupt, store_error};
+use crate::PgStore;
+
+/// The channel the outbox trigger notifies.
+pub const OUTBOX_CHANNEL: &str = "payment_outbox";
+/// The advisory lock key of the publisher: one active publisher per database.
+pub const PUBLISHER_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    topic: String,
+    key: Option<String>,
+    payload: Vec<u8>,
+    headers: sqlx::types::Json<Vec<(String, String)>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<OutboxRow> for OutboxRecord {
+    type Error = StoreError;
+    fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
+        let kind = EventKind::parse(&row.topic).ok_or_else(|| corrupt("outbox topic", &row.topic))?;
+        let event = OutboxEvent { kind, key: row.key, payload: row.payload, headers: row.headers.0 };
+        Ok(OutboxRecord { id: row.id, event, created_at: row.created_at })
+    }
+}
+
+/// Leadership of the publisher: the advisory lock lives as long as this connection.
+pub struct PgLeader {
+    connection: PgConnection,
+}
+
+#[async_trait]
+impl Leadership for PgLeader {
+    async fn still_leading(&mut self) -> bool {
+        let held: Result<bool, _> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+               AND ((classid::BIGINT << 32) | objid::BIGINT) = $1)",
+        )
+        .bind(PUBLISHER_LOCK_KEY)
+        .fetch_one(&mut self.connection)
+        .await;
+        held.unwrap_or(false)
+    }
+}
+
+/// `LISTEN` on the outbox channel.
+pub struct PgWakeups {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl Wakeups for PgWakeups {
+    async fn next(&mut self) -> Result<(), StoreError> {
+        self.listener.recv().await.map(drop).map_err(store_error)
+    }
+}
+
+impl PgStore {
+    /// Every outbox row, published or not, in id order (for tests and audits).
+    pub async fn all_outbox_rows(&self) -> Result<Vec<OutboxEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, OutboxRow>(
+            "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(|row| OutboxRecord::try_from(row).map(|r| r.event)).collect()
+    }
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    type Leader = PgLeader;
+    type Wakeups = PgWakeups;
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, OutboxRow>(
+            "SELECT id, topic, key, payload, headers, created_at FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit.min(MAX_OUTBOX_BATCH_ROWS)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(OutboxRecord::try_from).collect()
+    }
+
+    async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn try_lead(&self) -> Result<Option<PgLeader>, StoreError> {
+        // A connection of its own, outside the pool: when it dies, the server releases the lock.
+        let mut connection = self.pool.connect_options().connect().await.map_err(store_error)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(PUBLISHER_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(store_error)?;
+        if locked {
+            Ok(Some(PgLeader { connection }))
+        } else {
+            let _ = connection.close().await;
+            Ok(None)
+        }
+    }
+
+    async fn wakeups(&self) -> Result<PgWakeups, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
+        listener.listen(OUTBOX_CHANNEL).await.map_err(store_error)?;
+        Ok(PgWakeups { listener })
+    }
+
+    async fn backlog(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+}

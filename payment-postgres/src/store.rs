@@ -1,0 +1,120 @@
+//! [`PgStore`]: the [`Store`] port on a `sqlx::PgPool`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use payment_core::domain::{Account, StatementEntry, StatementPage, UserId};
+use payment_core::ports::{Store, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::error::{store_error, PostgresError};
+use crate::rows;
+use crate::tx::PgTx;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub max_connections: u32,
+    /// How long a unit of work waits for a free connection before reporting the store unavailable.
+    pub acquire_timeout: Duration,
+    /// Server-side limit per statement, so a stuck lock cannot hold a batch forever.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The PostgreSQL store. Clones share the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+    pub(crate) statements: Arc<AtomicU64>,
+}
+
+impl PgStore {
+    /// Connects; does not touch the schema (see [`PgStore::migrate`]).
+    pub async fn connect(url: &str, config: &PgConfig) -> Result<Self, PostgresError> {
+        let options: PgConnectOptions = url.parse().map_err(PostgresError::Connect)?;
+        let timeout_ms = config.statement_timeout.as_millis().to_string();
+        let options = options.options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(PostgresError::Connect)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool, statements: Arc::default() }
+    }
+
+    /// Applies the embedded migrations; applying them again is a no-op.
+    pub async fn migrate(&self) -> Result<(), PostgresError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Statements this store has sent inside units of work, `BEGIN` and `COMMIT` included.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, StoreError> {
+        let tx = self.pool.begin().await.map_err(store_error)?;
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        Ok(PgTx::new(tx, self.statements.clone()))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
+
+    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query_as::<_, rows::AccountRow>(
+            "SELECT user_id, balance, created_at FROM accounts WHERE user_id = $1",
+        )
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, rows::LedgerRow>(
+            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, created_at
+             FROM ledger_entries
+             WHERE user_id = $1 AND ($2::BIGINT IS NULL OR position < $2)
+             ORDER BY position DESC
+             LIMIT $3",
+        )
+        .bind(user.as_str())
+        .bind(page.before.map(|p| p.0))
+        .bind(i64::from(page.limit()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(StatementEntry::try_from).collect()
+    }
+}

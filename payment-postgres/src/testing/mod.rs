@@ -1,0 +1,185 @@
+//! Test support (feature `testing`): a throwaway PostgreSQL server per test binary
+//! ([`server`]), a fresh migrated database per test, and this store's [`Inspect`] snapshot, so
+//! the core's contract and property suites run here unchanged.
+
+pub mod server;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use payment_core::domain::{
+    DeadLetter, DeadLetterReason, IdempotencyRecord, LedgerEntry, MessageId, Origin, Payment, StatementEntry, UserId,
+};
+use payment_core::testing::{Inspect, Snapshot, StoreFactory};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::OnceCell;
+
+use crate::{PgConfig, PgStore};
+use server::TestServer;
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+fn fail(what: &str, error: impl std::fmt::Display) -> ! {
+    panic!("{what}: {error}")
+}
+
+/// A database cloned from a migrated template: a fresh, empty store, in milliseconds.
+pub async fn fresh_database() -> String {
+    let server = TestServer::shared().unwrap_or_else(|e| fail("no PostgreSQL for the tests", e));
+    let template = TEMPLATE
+        .get_or_init(|| async {
+            // Unique per process: test binaries may share one server (DATABASE_URL).
+            let name = format!("payment_template_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = admin(server).await;
+            admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap_or_else(|e| fail("create template", e));
+            let store =
+                PgStore::connect(&server.database_url(&name), &PgConfig { max_connections: 1, ..PgConfig::default() })
+                    .await
+                    .unwrap_or_else(|e| fail("connect to template", e));
+            store.migrate().await.unwrap_or_else(|e| fail("migrate template", e));
+            store.pool().close().await;
+            name
+        })
+        .await;
+    let name = format!("payment_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin(server).await;
+    admin
+        .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
+        .await
+        .unwrap_or_else(|e| fail("create test database", e));
+    let _ = admin.close().await;
+    server.database_url(&name)
+}
+
+async fn admin(server: &TestServer) -> PgConnection {
+    PgConnection::connect(server.admin_url()).await.unwrap_or_else(|e| fail("connect to the test server", e))
+}
+
+/// A store on a fresh database.
+pub async fn fresh_store(max_connections: u32) -> PgStore {
+    let url = fresh_database().await;
+    PgStore::connect(&url, &PgConfig { max_connections, ..PgConfig::default() })
+        .await
+        .unwrap_or_else(|e| fail("connect to the test database", e))
+}
+
+/// Fresh PostgreSQL stores for the core suites.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgFactory;
+
+#[async_trait]
+impl StoreFactory for PgFactory {
+    type Store = PgStore;
+
+    async fn fresh(&self) -> PgStore {
+        fresh_store(24).await
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeadLetterRow {
+    #[allow(dead_code)]
+    seq: i64,
+    dead_letter_id: uuid::Uuid,
+    message_id: String,
+    source_topic: Option<String>,
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
+    reason: String,
+    detail: String,
+    payload: Vec<u8>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn reason(code: &str) -> DeadLetterReason {
+    [
+        DeadLetterReason::MalformedJson,
+        DeadLetterReason::MissingField,
+        DeadLetterReason::InvalidField,
+        DeadLetterReason::ConflictingDuplicate,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == code)
+    .unwrap_or_else(|| fail("unknown dead-letter reason", code))
+}
+
+#[async_trait]
+impl Inspect for PgStore {
+    async fn snapshot(&self) -> Snapshot {
+        let pool = &self.pool;
+        let accounts: Vec<crate::rows::AccountRow> =
+            sqlx::query_as("SELECT user_id, balance, created_at FROM accounts")
+                .fetch_all(pool)
+                .await
+                .unwrap_or_else(|e| fail("read accounts", e));
+        let ledger: Vec<crate::rows::LedgerRow> = sqlx::query_as(
+            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, created_at FROM ledger_entries ORDER BY position",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| fail("read ledger", e));
+        let payments: Vec<crate::rows::PaymentRow> =
+            sqlx::query_as("SELECT order_id, user_id, amount, transaction_id, event_id, paid_at FROM payments")
+                .fetch_all(pool)
+                .await
+                .unwrap_or_else(|e| fail("read payments", e));
+        let inbox: Vec<String> = sqlx::query_scalar("SELECT message_id FROM inbox")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| fail("read inbox", e));
+        let outbox = self.all_outbox_rows().await.unwrap_or_else(|e| fail("read outbox", e));
+        let letters: Vec<DeadLetterRow> = sqlx::query_as("SELECT * FROM dead_letters ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| fail("read dead letters", e));
+        let keys: Vec<crate::rows::IdempotencyRow> =
+            sqlx::query_as("SELECT user_id, key, amount, balance, created_at FROM idempotency_keys")
+                .fetch_all(pool)
+                .await
+                .unwrap_or_else(|e| fail("read idempotency keys", e));
+
+        let mut by_user: BTreeMap<UserId, Vec<LedgerEntry>> = BTreeMap::new();
+        for row in ledger {
+            let entry = StatementEntry::try_from(row).unwrap_or_else(|e| fail("ledger row", e)).entry;
+            by_user.entry(entry.user_id.clone()).or_default().push(entry);
+        }
+        Snapshot {
+            accounts: accounts
+                .into_iter()
+                .map(|row| payment_core::domain::Account::try_from(row).unwrap_or_else(|e| fail("account row", e)))
+                .map(|a| (a.user_id, a.balance))
+                .collect(),
+            ledger: by_user,
+            payments: payments
+                .into_iter()
+                .map(|row| Payment::try_from(row).unwrap_or_else(|e| fail("payment row", e)))
+                .map(|p| (p.order_id.clone(), p))
+                .collect(),
+            inbox: inbox.into_iter().map(|id| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e))).collect(),
+            outbox,
+            dead_letters: letters
+                .into_iter()
+                .map(|row| DeadLetter {
+                    dead_letter_id: row.dead_letter_id,
+                    message_id: MessageId::new(row.message_id).unwrap_or_else(|e| fail("dead letter", e)),
+                    origin: match (row.source_topic, row.source_partition, row.source_offset) {
+                        (Some(topic), Some(partition), Some(offset)) => Some(Origin { topic, partition, offset }),
+                        _ => None,
+                    },
+                    reason: reason(&row.reason),
+                    detail: row.detail,
+                    payload: row.payload,
+                    created_at: row.created_at,
+                })
+                .collect(),
+            idempotency: keys
+                .into_iter()
+                .map(|row| IdempotencyRecord::try_from(row).unwrap_or_else(|e| fail("idempotency row", e)))
+                .map(|r| ((r.user_id.clone(), r.key.clone()), r))
+                .collect(),
+        }
+    }
+}

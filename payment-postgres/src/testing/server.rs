@@ -1,0 +1,234 @@
+//! A throwaway PostgreSQL server, one per test binary (SPEC §7).
+//!
+//! With `DATABASE_URL` set, that server is used as is. Otherwise the local server binaries start a
+//! fresh cluster in a temporary directory, as the `postgres` system user when we run as root
+//! (PostgreSQL refuses root). Rust never drops statics, so the server cannot be stopped from a
+//! destructor; instead a small supervisor shell reads its stdin from a pipe whose write end only
+//! this process holds. When the process ends — normally, by `exit`, panic or signal — the kernel
+//! closes the pipe, `read` returns, and the supervisor stops the server and deletes its files.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Why no server is available.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) were not found on PATH or under /usr/lib/postgresql/*/bin: \
+         install PostgreSQL (e.g. `apt install postgresql`) or set DATABASE_URL to a server the tests may create databases on"
+    )]
+    NoBinaries,
+    #[error("the throwaway PostgreSQL server could not start: {0}")]
+    Start(String),
+}
+
+/// A server the tests may create databases on.
+#[derive(Debug)]
+pub struct TestServer {
+    admin_url: String,
+    /// The supervisor and the write end of its stdin: kept until the process exits.
+    _supervisor: Option<(Child, ChildStdin)>,
+}
+
+static SHARED: OnceLock<Result<TestServer, ServerError>> = OnceLock::new();
+
+/// How long a starting server may take before the tests give up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl TestServer {
+    /// The server of this test binary, started on first use.
+    pub fn shared() -> Result<&'static TestServer, ServerError> {
+        SHARED
+            .get_or_init(|| match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.is_empty() => Ok(TestServer { admin_url: url, _supervisor: None }),
+                _ => start(&search_dirs()),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// A URL for administration (creating databases).
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// A URL for database `db` on this server.
+    pub fn database_url(&self, db: &str) -> String {
+        let (base, query) = match self.admin_url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.admin_url.as_str(), None),
+        };
+        // After the authority (`scheme://authority/`), the path is the database name.
+        let authority_end = base.find("://").map_or(0, |i| i + 3);
+        let root = match base[authority_end..].find('/') {
+            Some(slash) => &base[..authority_end + slash],
+            None => base,
+        };
+        match query {
+            Some(query) => format!("{root}/{db}?{query}"),
+            None => format!("{root}/{db}"),
+        }
+    }
+}
+
+/// Directories that may hold the server binaries, in order of preference.
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
+    dirs.extend(versions.into_iter().map(|(_, dir)| dir));
+    dirs
+}
+
+/// The first directory holding both `initdb` and `postgres`.
+fn find_binaries(dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file()).cloned()
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uids = status.lines().find(|line| line.starts_with("Uid:"))?.to_string();
+            uids.split_whitespace().nth(2).map(|effective| effective == "0")
+        })
+        .unwrap_or(false)
+}
+
+fn start(dirs: &[PathBuf]) -> Result<TestServer, ServerError> {
+    let bin = find_binaries(dirs).ok_or(ServerError::NoBinaries)?;
+    let fail = |what: &str, error: &dyn std::fmt::Display| ServerError::Start(format!("{what}: {error}"));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let root = std::env::temp_dir().join(format!("payment-pg-{}-{nanos}", std::process::id()));
+    let data = root.join("data");
+    let log = root.join("server.log");
+    std::fs::create_dir_all(&data).map_err(|e| fail("create the data directory", &e))?;
+    let as_root = running_as_root();
+    if as_root {
+        let status = Command::new("chown").args(["-R", "postgres:"]).arg(&root).status();
+        if !status.is_ok_and(|s| s.success()) {
+            return Err(ServerError::Start(format!("cannot hand {} to the postgres user", root.display())));
+        }
+    }
+    // As root, every server command runs as the `postgres` system user.
+    let command = |program: &Path| {
+        if as_root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    };
+    let init = command(&bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+        .output()
+        .map_err(|e| fail("run initdb", &e))?;
+    if !init.status.success() {
+        return Err(ServerError::Start(format!("initdb failed: {}", String::from_utf8_lossy(&init.stderr))));
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| fail("find a free port", &e))?
+        .port();
+    let mut server = command(&bin.join("postgres"));
+    server.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&root);
+    for setting in [
+        "listen_addresses=127.0.0.1",
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=400",
+    ] {
+        server.arg("-c").arg(setting);
+    }
+    let program = server.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = server.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    // The supervisor: start the server, wait for our end of the pipe to close, stop, clean up.
+    let script = r#"
+        "$@" </dev/null >"$LOG" 2>&1 &
+        read -r _ || true
+        pid=$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null)
+        [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null
+        while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        rm -rf "$ROOT"
+    "#;
+    let mut supervisor = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("supervisor")
+        .arg(&program)
+        .args(&args)
+        .env("LOG", &log)
+        .env("DATA", &data)
+        .env("ROOT", &root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C aimed at `cargo test` must not kill it before it cleans up.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| fail("start the supervisor", &e))?;
+    let Some(stdin) = supervisor.stdin.take() else {
+        return Err(ServerError::Start("the supervisor has no stdin".into()));
+    };
+    wait_until_ready(port, &log)?;
+    tracing::info!(port, dir = %root.display(), "throwaway PostgreSQL server started");
+    Ok(TestServer {
+        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        _supervisor: Some((supervisor, stdin)),
+    })
+}
+
+fn wait_until_ready(port: u16, log: &Path) -> Result<(), ServerError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        let logged_ready = std::fs::File::open(log)
+            .map(|file| {
+                BufReader::new(file).lines().map_while(Result::ok).any(|l| l.contains("ready to accept connections"))
+            })
+            .unwrap_or(false);
+        if logged_ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    Err(ServerError::Start(format!("not ready after {START_TIMEOUT:?}; server log:\n{tail}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_are_reported_in_one_sentence() {
+        let error = start(&[PathBuf::from("/nonexistent")]).expect_err("no binaries there");
+        assert!(matches!(error, ServerError::NoBinaries));
+        assert!(error.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn database_urls_swap_the_path() {
+        let server = TestServer { admin_url: "postgres://u:p@h:5/postgres?sslmode=disable".into(), _supervisor: None };
+        assert_eq!(server.database_url("x"), "postgres://u:p@h:5/x?sslmode=disable");
+        let server = TestServer { admin_url: "postgres://h".into(), _supervisor: None };
+        assert_eq!(server.database_url("x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,141 @@
+//! [`PgTx`]: a unit of work in one PostgreSQL transaction, a constant number of statements per
+//! batch whatever its size: `BEGIN`, claim, lock, load, apply, `COMMIT`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use payment_core::decide::Effects;
+use payment_core::domain::{Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, UserId};
+use payment_core::ports::{StoreError, UnitOfWork};
+use sqlx::{Postgres, Transaction};
+
+use crate::error::{corrupt, store_error};
+use crate::{apply, rows};
+
+/// An open transaction. Dropping it rolls it back (sqlx does so when the connection returns to
+/// the pool).
+pub struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    statements: Arc<AtomicU64>,
+}
+
+impl PgTx {
+    pub(crate) fn new(tx: Transaction<'static, Postgres>, statements: Arc<AtomicU64>) -> Self {
+        Self { tx, statements }
+    }
+
+    fn count(&self) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+#[async_trait]
+impl UnitOfWork for PgTx {
+    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+        // Sorted, so two batches sharing identities wait for each other instead of deadlocking.
+        let mut ids = texts(ids);
+        ids.sort();
+        self.count();
+        let claimed: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO inbox (message_id)
+             SELECT id FROM UNNEST($1::TEXT[]) AS t(id) ORDER BY id
+             ON CONFLICT (message_id) DO NOTHING
+             RETURNING message_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        claimed.into_iter().map(|id| MessageId::new(id).map_err(|e| corrupt("message id", e))).collect()
+    }
+
+    async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count();
+        // LockRows sits above the sort: rows are locked in user-id order.
+        let rows = sqlx::query_as::<_, rows::AccountRow>(
+            "SELECT user_id, balance, created_at FROM accounts
+             WHERE user_id = ANY($1::TEXT[])
+             ORDER BY user_id
+             FOR UPDATE",
+        )
+        .bind(texts(users))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count();
+        let rows = sqlx::query_as::<_, rows::PaymentRow>(
+            "SELECT order_id, user_id, amount, transaction_id, event_id, paid_at
+             FROM payments WHERE order_id = ANY($1::TEXT[])",
+        )
+        .bind(texts(orders))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Payment::try_from).collect()
+    }
+
+    async fn load_idempotency(
+        &mut self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.count();
+        let row = sqlx::query_as::<_, rows::IdempotencyRow>(
+            "SELECT user_id, key, amount, balance, created_at FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        row.map(IdempotencyRecord::try_from).transpose()
+    }
+
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
+        self.count();
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (user_id, balance, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(account.user_id.as_str())
+        .bind(account.balance.value())
+        .bind(account.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        self.count();
+        apply::apply(&mut self.tx, effects).await
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.count();
+        self.tx.commit().await.map_err(store_error)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.count();
+        self.tx.rollback().await.map_err(store_error)
+    }
+}

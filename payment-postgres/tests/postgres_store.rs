@@ -1,0 +1,179 @@
+//! What only PostgreSQL can show: the schema holds when the code is bypassed, migrations are
+//! idempotent, a killed transaction leaves nothing, and a batch costs a constant number of
+//! statements.
+
+use std::time::Duration;
+
+use payment_core::app::Payments;
+use payment_core::decide::Outcome;
+use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+use payment_core::testing::{block_on, Inspect};
+use payment_postgres::testing::fresh_store;
+use payment_postgres::PgStore;
+use sqlx::Row;
+
+fn command(id: &str, order: &str, user: &str, amount: &str) -> Inbound {
+    let order = PayOrder {
+        order_id: OrderId::new(order).unwrap(),
+        user_id: UserId::new(user).unwrap(),
+        amount: amount.parse::<Amount>().unwrap(),
+    };
+    Inbound::pay(MessageId::new(id).unwrap(), order)
+}
+
+async fn funded(store: &PgStore, users: &[&str], amount: &str) -> Payments<PgStore> {
+    let payments = Payments::new(store.clone());
+    for user in users {
+        let user = UserId::new(*user).unwrap();
+        payments.create_account(&user).await.unwrap();
+        payments.deposit(&user, amount.parse().unwrap(), None).await.unwrap();
+    }
+    payments
+}
+
+#[test]
+fn migrations_applied_twice_are_a_no_op() {
+    block_on(async {
+        let store = fresh_store(2).await;
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(store.pool()).await.unwrap()
+        };
+        let before = count().await;
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(count().await, before);
+        assert!(before >= 1);
+    });
+}
+
+#[test]
+fn schema_refuses_a_negative_balance_when_the_code_is_bypassed() {
+    block_on(async {
+        let store = fresh_store(2).await;
+        funded(&store, &["u1"], "5").await;
+        let error = sqlx::query("UPDATE accounts SET balance = balance - 6 WHERE user_id = 'u1'")
+            .execute(store.pool())
+            .await
+            .expect_err("a negative balance must be refused by the schema");
+        assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{error}");
+        let too_precise =
+            sqlx::query("UPDATE accounts SET balance = 1.001 WHERE user_id = 'u1'").execute(store.pool()).await;
+        assert!(too_precise.is_err());
+        assert_eq!(store.snapshot().await.balance("u1"), Some(5.into()));
+    });
+}
+
+#[test]
+fn schema_refuses_a_second_payment_for_an_order_when_the_code_is_bypassed() {
+    block_on(async {
+        let store = fresh_store(2).await;
+        let payments = funded(&store, &["u1"], "5").await;
+        payments.pay_orders(&[command("m1", "o1", "u1", "1")]).await.unwrap();
+        let error = sqlx::query(
+            "INSERT INTO payments (order_id, user_id, amount, transaction_id, event_id, paid_at)
+             VALUES ('o1', 'u1', 1, gen_random_uuid(), gen_random_uuid(), now())",
+        )
+        .execute(store.pool())
+        .await
+        .expect_err("a second payment must be refused by the schema");
+        assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some("23505"), "{error}");
+    });
+}
+
+#[test]
+fn opposite_lock_orders_never_deadlock_to_the_caller() {
+    block_on(async {
+        let store = fresh_store(8).await;
+        let users: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        let payments = funded(&store, &names, "100").await;
+        for round in 0..10 {
+            let forward: Vec<_> =
+                users.iter().map(|u| command(&format!("f{round}-{u}"), &format!("f{round}-{u}"), u, "1")).collect();
+            let backward: Vec<_> = users
+                .iter()
+                .rev()
+                .map(|u| command(&format!("b{round}-{u}"), &format!("b{round}-{u}"), u, "1"))
+                .collect();
+            let (p1, p2) = (payments.clone(), payments.clone());
+            let (a, b) = tokio::join!(
+                tokio::spawn(async move { p1.pay_orders(&forward).await }),
+                tokio::spawn(async move { p2.pay_orders(&backward).await })
+            );
+            assert!(a.unwrap().is_ok() && b.unwrap().is_ok(), "round {round}");
+        }
+        let snapshot = store.snapshot().await;
+        snapshot.check_invariants().unwrap();
+        assert!(users.iter().all(|u| snapshot.balance(u) == Some(80.into())));
+    });
+}
+
+#[test]
+fn a_transaction_killed_mid_way_leaves_nothing() {
+    block_on(async {
+        let store = fresh_store(4).await;
+        let payments = funded(&store, &["u1"], "10").await;
+        let before = store.snapshot().await;
+        // Hold the account so the batch stops half-way: inbox claimed, waiting for the lock.
+        let mut blocker = store.pool().begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM accounts WHERE user_id = 'u1' FOR UPDATE").execute(&mut *blocker).await.unwrap();
+        let batch = vec![command("m1", "o1", "u1", "4")];
+        let running = {
+            let (payments, batch) = (payments.clone(), batch.clone());
+            tokio::spawn(async move { payments.pay_orders(&batch).await })
+        };
+        let pid = loop {
+            let waiting = sqlx::query(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'",
+            )
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+            if let Some(row) = waiting {
+                break row.get::<i32, _>("pid");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let killed: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(store.pool()).await.unwrap();
+        assert!(killed);
+        let result = running.await.unwrap();
+        assert!(result.is_err(), "the batch must fail, not half-succeed: {result:?}");
+        blocker.rollback().await.unwrap();
+        assert_eq!(store.snapshot().await, before, "nothing of the killed transaction persists");
+        // The same batch, delivered again, is applied once.
+        let outcomes = payments.pay_orders(&batch).await.unwrap();
+        assert!(matches!(outcomes[0], Outcome::Paid { .. }));
+        assert_eq!(store.snapshot().await.balance("u1"), Some(6.into()));
+    });
+}
+
+#[test]
+fn a_batch_of_1000_costs_the_statements_of_a_batch_of_1() {
+    block_on(async {
+        let store = fresh_store(4).await;
+        let users: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        let payments = funded(&store, &names, "1000").await;
+        let one = vec![command("single", "single", "u0", "1")];
+        let thousand: Vec<_> =
+            (0..1000).map(|i| command(&format!("m{i}"), &format!("o{i}"), &users[i % 50], "0.5")).collect();
+
+        let start = store.statements_executed();
+        payments.pay_orders(&one).await.unwrap();
+        let for_one = store.statements_executed() - start;
+        let start = store.statements_executed();
+        let outcomes = payments.pay_orders(&thousand).await.unwrap();
+        let for_thousand = store.statements_executed() - start;
+
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Paid { .. })));
+        assert_eq!(for_one, 6, "BEGIN, claim, lock, load payments, apply, COMMIT");
+        assert_eq!(for_thousand, for_one);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1001);
+    });
+}
