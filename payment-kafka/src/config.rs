@@ -1,0 +1,152 @@
+//! Settings of the consumer and the publisher, with the defaults of SPEC §4 and §5.
+
+use std::time::Duration;
+
+use payment_core::domain::EventKind;
+use rdkafka::ClientConfig;
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub pay_order: String,
+    pub order_paid: String,
+    pub order_payment_failed: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            pay_order: "pay.order".into(),
+            order_paid: "order.paid".into(),
+            order_payment_failed: "order.payment_failed".into(),
+            dead_letter: "pay.order.dlq".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// Where an outbox event goes.
+    pub fn of(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::OrderPaid => &self.order_paid,
+            EventKind::OrderPaymentFailed => &self.order_payment_failed,
+            EventKind::DeadLetter => &self.dead_letter,
+        }
+    }
+}
+
+/// Connection settings shared by consumer and producer.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topics: Topics,
+    /// librdkafka properties passed through as they are (they override ours).
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self { brokers: brokers.into(), topics: Topics::default(), extra: Vec::new() }
+    }
+
+    pub(crate) fn client(&self, ours: &[(&str, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in ours {
+            config.set(*key, value);
+        }
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// How the `pay.order` consumer batches and retries.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub group_id: String,
+    /// Most messages in one batch (one database transaction).
+    pub batch_max_messages: usize,
+    /// How long a batch waits for more messages after its first one.
+    pub batch_linger: Duration,
+    /// First wait after a failed batch; doubled up to `retry_max_backoff`. A failed batch is
+    /// retried until it commits or the consumer shuts down: no message is ever skipped.
+    pub retry_first_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    pub session_timeout: Duration,
+    /// How often librdkafka reports statistics (consumer lag, and the stall watchdog's input).
+    pub statistics_interval: Duration,
+    /// How long messages may wait on the broker with none arriving before the consumer rewinds
+    /// to its last applied positions (see the consumer's docs).
+    pub stall_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "payment-service".into(),
+            batch_max_messages: 500,
+            batch_linger: Duration::from_millis(20),
+            retry_first_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(10),
+            statistics_interval: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the outbox publisher reads, produces and waits.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Most outbox rows produced per round.
+    pub batch_rows: u32,
+    /// Fallback poll when no `NOTIFY` arrives.
+    pub poll_interval: Duration,
+    /// How often a standby publisher tries to take the leader lock.
+    pub leader_retry_interval: Duration,
+    /// How long a record may wait for the broker before its delivery counts as failed.
+    pub delivery_timeout: Duration,
+    pub retry_first_backoff: Duration,
+    pub retry_max_backoff: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            batch_rows: 1_000,
+            poll_interval: Duration::from_secs(1),
+            leader_retry_interval: Duration::from_secs(2),
+            delivery_timeout: Duration::from_secs(30),
+            retry_first_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Exponential backoff with a ceiling.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    next: Duration,
+    first: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, first, max }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}

@@ -1,0 +1,10 @@
+//! This crate's errors.
+
+/// Why the consumer or the publisher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot create the Kafka client: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: rdkafka::error::KafkaError },
+}
