@@ -1,0 +1,75 @@
+//! Input at the edge: the caller's identity, the idempotency key and exact-decimal JSON bodies,
+//! each validated once and refused with a precise problem.
+
+use axum::async_trait;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use payment_core::domain::{IdempotencyKey, UserId};
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// The body limit of every route: 16 KiB (SPEC §3).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The user, from the gateway's `X-User-Id` header.
+pub struct Caller(pub UserId);
+
+#[async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts.headers.get("x-user-id").ok_or(ApiError::MissingUserId)?;
+        let text = value.to_str().map_err(|_| ApiError::InvalidUserId("not visible ASCII".into()))?;
+        UserId::new(text).map(Caller).map_err(|e| ApiError::InvalidUserId(e.to_string()))
+    }
+}
+
+/// The optional `Idempotency-Key` header.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+#[async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
+        let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey("not visible ASCII".into()))?;
+        IdempotencyKey::new(text).map(|key| Self(Some(key))).map_err(|e| ApiError::InvalidIdempotencyKey(e.to_string()))
+    }
+}
+
+/// A JSON body: `application/json` (else 415), at most [`MAX_BODY_BYTES`] (else 413), parsed
+/// with numbers kept as text (else 400) into `T`.
+pub struct JsonBody<T>(pub T);
+
+#[async_trait]
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::MalformedJson(rejection.body_text())
+            }
+        })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
