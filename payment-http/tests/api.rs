@@ -8,9 +8,8 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
-use payment_core::memory::MemoryStore;
 use payment_core::ports::Store;
-use payment_core::testing::{block_on, Inspect};
+use payment_core::testing::Inspect;
 use payment_core::Payments;
 use payment_http::{router, ApiState, Limits};
 use serde_json::Value;
@@ -329,28 +328,7 @@ async fn concurrent_deposits_are_exact_and_idempotent_once<S: Store + Inspect>(s
     assert_eq!(balance.json()["balance"].to_string(), "3.5", "credited once");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[test]
-                fn $name() {
-                    super::block_on(super::$name(super::MemoryStore::new()));
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::block_on(async { super::$name(payment_postgres::testing::fresh_store(24).await).await });
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+payment_postgres::on_both_stores!(
     every_row_of_the_table,
     readiness_reflects_the_extra_check,
     malformed_requests_change_nothing,

@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{funded, header, json, pay, until, until_or, Broker};
-use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Store};
 use payment_core::testing::faults::{FaultPoint, FaultyStore};
-use payment_core::testing::{block_on, Inspect};
+use payment_core::testing::Inspect;
 use payment_core::Payments;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
@@ -278,28 +277,7 @@ async fn a_second_publisher_takes_over_when_the_leader_dies<S: Store + Outbox + 
     standby.stop().await;
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[test]
-                fn $name() {
-                    super::block_on(super::$name(super::MemoryStore::new()));
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::block_on(async { super::$name(payment_postgres::testing::fresh_store(16).await).await });
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+payment_postgres::on_both_stores!(
     happy_path,
     redelivery_after_the_database_commit_changes_nothing,
     publisher_retries_through_produce_errors,

@@ -66,6 +66,34 @@ pub async fn fresh_store(max_connections: u32) -> PgStore {
         .unwrap_or_else(|e| fail("connect to the test database", e))
 }
 
+pub use payment_core::memory::MemoryStore;
+pub use payment_core::testing::block_on;
+
+/// Turns each `async fn name<S: Store + ...>(store: S)` into two tests, `memory::name` on the
+/// in-memory store and `postgres::name` on a fresh PostgreSQL database, so adapter suites are
+/// written once.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::testing::block_on(super::$name($crate::testing::MemoryStore::new()));
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::testing::block_on(async { super::$name($crate::testing::fresh_store(24).await).await });
+                }
+            )*
+        }
+    };
+}
+
 /// Fresh PostgreSQL stores for the core suites.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgFactory;
