@@ -7,7 +7,9 @@ use std::time::Duration;
 use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
 use payment_core::Payments;
-use payment_kafka::{ConsumerConfig, KafkaConfig, OutboxPublisher, PayOrderConsumer, PublisherConfig, Topics};
+use payment_kafka::{
+    ConsumerConfig, KafkaConfig, KafkaProbe, OutboxPublisher, PayOrderConsumer, PublisherConfig, Topics,
+};
 use payment_postgres::{PgConfig, PgStore};
 use rdkafka::mocking::MockCluster;
 use tokio::task::JoinSet;
@@ -120,7 +122,8 @@ async fn serve<S: Store + Outbox + Retention>(
         .await
         .map_err(|source| ServiceError::Listen { addr: settings.http_addr, source })?;
     tracing::info!(addr = %settings.http_addr, "HTTP API listening");
-    let app = crate::http::app(payments, metrics);
+    let probe = KafkaProbe::new(&kafka, Duration::from_secs(2))?;
+    let app = crate::http::app(payments, metrics, probe);
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });

@@ -13,10 +13,12 @@ mod config;
 mod consumer;
 mod context;
 mod error;
+mod probe;
 mod publisher;
 pub mod telemetry;
 
 pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics};
 pub use consumer::PayOrderConsumer;
 pub use error::KafkaError;
+pub use probe::KafkaProbe;
 pub use publisher::OutboxPublisher;
