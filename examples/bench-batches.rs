@@ -8,6 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+use payment_core::memory::MemoryStore;
+use payment_core::ports::Store;
 use payment_core::Payments;
 use payment_postgres::testing::fresh_database;
 use payment_postgres::{PgConfig, PgStore};
@@ -25,19 +27,22 @@ fn main() {
 async fn bench(length: Duration) {
     let url = fresh_database().await;
     let store = PgStore::connect(&url, &PgConfig { max_connections: 8, ..PgConfig::default() }).await.expect("connect");
-    let payments = Payments::new(store.clone());
+    println!("PayOrders on the in-memory store (the core's own cost), {}s per run", length.as_secs());
+    run(Payments::new(MemoryStore::new()), length, &[(1, 1), (1, 100)]).await;
+    println!("PayOrders on PostgreSQL, {}s per run", length.as_secs());
+    run(Payments::new(store), length, &[(1, 1), (1, 10), (1, 100), (1, 500), (4, 1), (4, 100), (4, 500)]).await;
+}
+
+async fn run<S: Store>(payments: Payments<S>, length: Duration, shapes: &[(usize, usize)]) {
     let users: Vec<UserId> = (0..USERS).map(|i| UserId::new(format!("bench-{i}")).expect("user id")).collect();
     for user in &users {
         payments.create_account(user).await.expect("create");
         payments.deposit(user, "1000000000".parse().expect("amount"), None).await.expect("deposit");
     }
-    println!(
-        "PayOrders on PostgreSQL, {}s per run, {USERS} accounts, every command a successful debit",
-        length.as_secs()
-    );
+    println!("{USERS} accounts, every command a successful debit");
     println!("{:>8} {:>8} {:>14} {:>12} {:>14}", "clients", "batch", "commands/s", "batches/s", "ms/batch");
     let mut next = 0usize;
-    for (clients, batch) in [(1, 1), (1, 10), (1, 100), (1, 500), (4, 1), (4, 100), (4, 500)] {
+    for &(clients, batch) in shapes {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for client in 0..clients {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{funded, header, json, pay, until, until_or, Broker};
 use payment_core::ports::{Outbox, Store};
 use payment_core::testing::faults::{FaultPoint, FaultyStore};
-use payment_core::testing::Inspect;
+use payment_core::testing::{block_on, Inspect};
 use payment_core::Payments;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
@@ -275,6 +275,54 @@ async fn a_second_publisher_takes_over_when_the_leader_dies<S: Store + Outbox + 
     assert_eq!(paid_orders(&events).len(), 20);
     consumer.stop().await;
     standby.stop().await;
+}
+
+/// PostgreSQL only: the leader's lock connection is killed on the server; the standby takes over.
+#[test]
+fn postgres_publisher_fails_over_when_the_leaders_connection_is_killed() {
+    block_on(async {
+        let store = payment_postgres::testing::fresh_store(16).await;
+        let broker = Broker::start();
+        let payments = Payments::new(store.clone());
+        funded(&payments, &users(1), "100").await;
+        let consumer = broker.spawn_consumer(payments.clone(), broker.consumer_config());
+        // The first leader would only try to lead again after a minute: the standby must take over.
+        let mut slow = broker.publisher_config();
+        slow.leader_retry_interval = Duration::from_secs(60);
+        let leader = broker.spawn_publisher(store.clone(), slow);
+        let first: Vec<_> = (0..10).map(|i| pay(&format!("a{i}"), &format!("a{i}"), "u0", "1")).collect();
+        broker.send(&broker.producer(), &first, false).await;
+        broker.published(|seen| paid_orders(seen).len() == 10).await;
+        let standby = broker.spawn_publisher(store.clone(), broker.publisher_config());
+
+        let lock_holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                           AND ((classid::BIGINT << 32) | objid::BIGINT) = $1";
+        let killed: i32 = sqlx::query_scalar(lock_holder)
+            .bind(payment_postgres::PUBLISHER_LOCK_KEY)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("the leader holds the lock: {e}"));
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(killed)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or(false);
+        assert!(terminated);
+
+        let second: Vec<_> = (0..10).map(|i| pay(&format!("b{i}"), &format!("b{i}"), "u0", "1")).collect();
+        broker.send(&broker.producer(), &second, false).await;
+        let events = broker.published(|seen| paid_orders(seen).len() == 20).await;
+        assert_eq!(paid_orders(&events).len(), 20);
+        let now_holding: i32 = sqlx::query_scalar(lock_holder)
+            .bind(payment_postgres::PUBLISHER_LOCK_KEY)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("someone leads: {e}"));
+        assert_ne!(now_holding, killed, "the standby leads on a connection of its own");
+        consumer.stop().await;
+        leader.stop().await;
+        standby.stop().await;
+    });
 }
 
 payment_postgres::on_both_stores!(
