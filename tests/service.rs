@@ -76,26 +76,12 @@ fn a_shop_pays_an_order_end_to_end() {
             assert_eq!((body["order_id"].as_str(), body["status"].as_str()), (Some("order-1"), Some("success")));
             assert_eq!(event.key(), Some(&b"order-1"[..]));
 
-            let balance: serde_json::Value = http
-                .get(format!("{base}/accounts/balance"))
-                .header("x-user-id", "shopper")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert_eq!(balance["balance"].to_string(), "15.25");
-            let ledger: serde_json::Value = http
-                .get(format!("{base}/accounts/ledger"))
-                .header("x-user-id", "shopper")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert_eq!(ledger["entries"][0]["order_id"], "order-1");
+            let shopper_reads = |path: &'static str| {
+                let request = http.get(format!("{base}{path}")).header("x-user-id", "shopper");
+                async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+            };
+            assert_eq!(shopper_reads("/accounts/balance").await["balance"].to_string(), "15.25");
+            assert_eq!(shopper_reads("/accounts/ledger").await["entries"][0]["order_id"], "order-1");
 
             let _ = stop.send(());
         };
