@@ -1,7 +1,7 @@
 //! `Deposit`: credit an account, at most once per idempotency key.
 
 use super::{Error, Payments};
-use crate::decide::{decide_deposit, DepositDecision, DepositRefusal, KeyState};
+use crate::decide::{decide_deposit, DepositDecision, KeyState};
 use crate::domain::{Amount, Balance, IdempotencyKey, UserId};
 use crate::ports::{Store, UnitOfWork};
 
@@ -46,11 +46,7 @@ impl<S: Store> Payments<S> {
         match decision {
             Err(refusal) => {
                 tx.rollback().await?;
-                Err(match refusal {
-                    DepositRefusal::AccountNotFound => Error::AccountNotFound,
-                    DepositRefusal::BalanceLimit => Error::BalanceLimit,
-                    DepositRefusal::IdempotencyKeyReused => Error::IdempotencyKeyReused,
-                })
+                Err(refusal.into())
             }
             Ok(DepositDecision::Replay { balance }) => {
                 tx.rollback().await?;

@@ -13,6 +13,7 @@ pub use deposit::DepositReceipt;
 pub use get_balance::Statement;
 pub use retry::RetryPolicy;
 
+use crate::decide::DepositRefusal;
 use crate::ports::{Clock, Store, StoreError, SystemClock};
 
 /// Why a use case did not do what was asked. Business refusals change nothing.
@@ -28,6 +29,16 @@ pub enum Error {
     IdempotencyKeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<DepositRefusal> for Error {
+    fn from(refusal: DepositRefusal) -> Self {
+        match refusal {
+            DepositRefusal::AccountNotFound => Error::AccountNotFound,
+            DepositRefusal::BalanceLimit => Error::BalanceLimit,
+            DepositRefusal::IdempotencyKeyReused => Error::IdempotencyKeyReused,
+        }
+    }
 }
 
 /// The payment use cases on one store: `CreateAccount`, `Deposit`, `GetBalance` (and the
