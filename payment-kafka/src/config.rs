@@ -5,6 +5,8 @@ use std::time::Duration;
 use payment_core::domain::EventKind;
 use rdkafka::ClientConfig;
 
+use crate::KafkaError;
+
 /// Topic names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -36,12 +38,27 @@ impl Topics {
     }
 }
 
+/// librdkafka properties the exactly-once guarantees rest on, which `extra` may not override,
+/// each with the reason.
+pub const PROTECTED_PROPERTIES: [(&str, &str); 9] = [
+    ("enable.auto.offset.store", "offsets are stored only after a batch commits in the database"),
+    ("enable.auto.commit", "stored offsets are committed by librdkafka's auto-commit"),
+    ("group.id", "the consumer group is set with the group-id setting"),
+    ("group.instance.id", "static membership would keep a dead member's partitions for a session"),
+    ("auto.offset.reset", "a new group must start at the earliest message, or commands are skipped"),
+    ("isolation.level", "only committed records may be paid"),
+    ("enable.idempotence", "the outbox publisher needs an idempotent producer for per-order order"),
+    ("acks", "an outbox row is marked published only once every in-sync replica has it"),
+    ("request.required.acks", "an outbox row is marked published only once every in-sync replica has it"),
+];
+
 /// Connection settings shared by consumer and producer.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub topics: Topics,
-    /// librdkafka properties passed through as they are (they override ours).
+    /// librdkafka properties passed through as they are (they override ours, except the
+    /// [`PROTECTED_PROPERTIES`], which are refused).
     pub extra: Vec<(String, String)>,
 }
 
@@ -50,16 +67,28 @@ impl KafkaConfig {
         Self { brokers: brokers.into(), topics: Topics::default(), extra: Vec::new() }
     }
 
-    pub(crate) fn client(&self, ours: &[(&str, String)]) -> ClientConfig {
+    /// Refuses an `extra` property that would override one of the [`PROTECTED_PROPERTIES`].
+    pub fn check(&self) -> Result<(), KafkaError> {
+        for (key, _) in &self.extra {
+            let key = key.trim();
+            if let Some((_, reason)) = PROTECTED_PROPERTIES.iter().find(|(protected, _)| *protected == key) {
+                return Err(KafkaError::ProtectedProperty { key: key.to_string(), reason });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn client(&self, ours: &[(&str, String)]) -> Result<ClientConfig, KafkaError> {
+        self.check()?;
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in ours {
             config.set(*key, value);
         }
         for (key, value) in &self.extra {
-            config.set(key, value);
+            config.set(key.trim(), value);
         }
-        config
+        Ok(config)
     }
 }
 
@@ -78,9 +107,12 @@ pub struct ConsumerConfig {
     pub session_timeout: Duration,
     /// How often librdkafka reports statistics (consumer lag, and the stall watchdog's input).
     pub statistics_interval: Duration,
-    /// How long messages may wait on the broker with none arriving before the consumer rewinds
-    /// to its last applied positions (see the consumer's docs).
+    /// How long messages may wait on the broker past this member's position, with none arriving
+    /// while it asks for them, before its client is replaced (see the consumer's docs).
     pub stall_timeout: Duration,
+    /// Longest wait for a client to close (finish the batch in hand, commit, leave the group); past
+    /// it the client is left behind and the caller goes on.
+    pub close_timeout: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -94,6 +126,7 @@ impl Default for ConsumerConfig {
             session_timeout: Duration::from_secs(10),
             statistics_interval: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(10),
         }
     }
 }

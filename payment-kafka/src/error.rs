@@ -7,4 +7,6 @@ pub enum KafkaError {
     Client(#[source] rdkafka::error::KafkaError),
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe { topic: String, source: rdkafka::error::KafkaError },
+    #[error("the librdkafka property `{key}` may not be overridden: {reason}")]
+    ProtectedProperty { key: String, reason: &'static str },
 }

@@ -11,14 +11,13 @@
 
 mod config;
 mod consumer;
-mod context;
 mod error;
 mod probe;
 mod publisher;
 pub mod telemetry;
 
-pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics};
-pub use consumer::PayOrderConsumer;
+pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
+pub use consumer::{ConsumerHealth, PayOrderConsumer};
 pub use error::KafkaError;
 pub use probe::KafkaProbe;
 pub use publisher::OutboxPublisher;

@@ -14,7 +14,7 @@ pub struct KafkaProbe {
 
 impl KafkaProbe {
     pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, KafkaError> {
-        let client = kafka.client(&[]).create().map_err(KafkaError::Client)?;
+        let client = kafka.client(&[])?.create().map_err(KafkaError::Client)?;
         Ok(Self { client, timeout })
     }
 

@@ -38,7 +38,7 @@ impl<O: Outbox> OutboxPublisher<O> {
                 ("enable.idempotence", "true".into()),
                 ("acks", "all".into()),
                 ("message.timeout.ms", config.delivery_timeout.as_millis().to_string()),
-            ])
+            ])?
             .create()
             .map_err(KafkaError::Client)?;
         Ok(Self { outbox, producer, topics: kafka.topics.clone(), config })

@@ -14,12 +14,14 @@ pub mod faults;
 pub mod model;
 pub mod property;
 mod snapshot;
+mod wall_clock;
 
 use std::future::Future;
 
 use async_trait::async_trait;
 
 pub use snapshot::{Inspect, Snapshot};
+pub use wall_clock::{WallClockLimit, TEST_WALL_CLOCK_LIMIT};
 
 use crate::ports::{Outbox, Retention, Store};
 
@@ -31,12 +33,22 @@ pub trait StoreFactory: Send + Sync {
     async fn fresh(&self) -> Self::Store;
 }
 
-/// Runs a future on a multi-threaded runtime, so concurrent tasks really run in parallel.
+/// Runs a test's future on a multi-threaded runtime, so concurrent tasks really run in parallel,
+/// under [`TEST_WALL_CLOCK_LIMIT`] (runtime shutdown included).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
-        Ok(runtime) => runtime.block_on(future),
+    block_on_within(TEST_WALL_CLOCK_LIMIT, future)
+}
+
+/// [`block_on`] with a limit of the caller's choosing.
+pub fn block_on_within<F: Future>(limit: std::time::Duration, future: F) -> F::Output {
+    let _limit = WallClockLimit::arm(limit);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+        Ok(runtime) => runtime,
         Err(error) => panic!("cannot start a tokio runtime for the test: {error}"),
-    }
+    };
+    let output = runtime.block_on(future);
+    drop(runtime);
+    output
 }
 
 /// One `#[test]` per contract test, run against the stores `$factory` makes.

@@ -100,6 +100,9 @@ fn step() -> impl Strategy<Value = Step> {
 /// Runs the property on stores from `factory`: `default_cases` cases unless `PROPTEST_CASES` says.
 pub fn check<F: StoreFactory>(factory: &F, default_cases: u32) {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default_cases);
+    // A case takes milliseconds; a second each is already a hang.
+    let _limit =
+        super::WallClockLimit::arm(super::TEST_WALL_CLOCK_LIMIT + std::time::Duration::from_secs(u64::from(cases)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => panic!("cannot start a tokio runtime for the property test: {error}"),

@@ -1,7 +1,7 @@
 //! [`Snapshot`]: everything a store holds, read back for assertions, and the invariants it must
 //! satisfy after every commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -90,11 +90,14 @@ impl Snapshot {
         if let Some(stray) = outcomes.keys().next() {
             return Err(format!("outbox event for {stray}, a message not in the inbox"));
         }
+        let paid_events: HashSet<&str> = self
+            .outbox
+            .iter()
+            .filter(|e| e.kind == EventKind::OrderPaid)
+            .filter_map(|e| e.header("event-id"))
+            .collect();
         for payment in self.payments.values() {
-            let published = self.outbox.iter().any(|e| {
-                e.kind == EventKind::OrderPaid && e.header("event-id") == Some(payment.event_id.to_string().as_str())
-            });
-            if !published {
+            if !paid_events.contains(payment.event_id.to_string().as_str()) {
                 return Err(format!("payment for {} has no order.paid in the outbox", payment.order_id));
             }
         }

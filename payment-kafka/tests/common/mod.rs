@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use payment_core::ports::{Outbox, Store};
 use payment_core::testing::{Inspect, Snapshot};
 use payment_core::Payments;
-use payment_kafka::{ConsumerConfig, KafkaConfig, OutboxPublisher, PayOrderConsumer, PublisherConfig};
+use payment_kafka::{ConsumerConfig, ConsumerHealth, KafkaConfig, OutboxPublisher, PayOrderConsumer, PublisherConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +66,33 @@ impl Broker {
         producer.flush(Duration::from_secs(10)).unwrap_or_else(|e| panic!("flush: {e}"));
     }
 
+    /// Produces many `pay.order` records as fast as the client takes them (no wait per record),
+    /// then waits until the broker has them all.
+    pub fn produce_many(&self, records: impl IntoIterator<Item = (String, String)>) -> usize {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap_or_else(|e| panic!("producer: {e}"));
+        let mut count = 0;
+        for (key, payload) in records {
+            let mut record = BaseRecord::to(&self.config.topics.pay_order).key(&key).payload(&payload);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((error, _)) => panic!("produce: {error}"),
+                }
+            }
+            count += 1;
+        }
+        producer.flush(Duration::from_secs(60)).unwrap_or_else(|e| panic!("flush: {e}"));
+        count
+    }
+
     pub fn consumer_config(&self) -> ConsumerConfig {
         ConsumerConfig {
             group_id: "payments".into(),
@@ -75,6 +103,7 @@ impl Broker {
             retry_max_backoff: Duration::from_millis(500),
             statistics_interval: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(3),
+            close_timeout: Duration::from_secs(5),
         }
     }
 
@@ -102,7 +131,8 @@ impl Broker {
 
     pub fn spawn_consumer<S: Store>(&self, payments: Payments<S>, config: ConsumerConfig) -> Running {
         let consumer = PayOrderConsumer::new(&self.kafka(), config, payments).unwrap_or_else(|e| panic!("{e}"));
-        Running::spawn(|token| consumer.run(token))
+        let health = consumer.health();
+        Running { health: Some(health), ..Running::spawn(|token| consumer.run(token)) }
     }
 
     pub fn spawn_publisher<O: Outbox>(&self, outbox: O, config: PublisherConfig) -> Running {
@@ -140,22 +170,34 @@ fn uuid() -> String {
     )
 }
 
-/// A spawned consumer or publisher and the token that stops it.
+/// A spawned consumer or publisher, the token that stops it and, for a consumer, its counters.
 pub struct Running {
     pub token: CancellationToken,
     pub handle: JoinHandle<()>,
+    pub health: Option<ConsumerHealth>,
 }
 
 impl Running {
     fn spawn<F: Future<Output = ()> + Send + 'static>(run: impl FnOnce(CancellationToken) -> F) -> Self {
         let token = CancellationToken::new();
         let handle = tokio::spawn(run(token.clone()));
-        Self { token, handle }
+        Self { token, handle, health: None }
     }
 
-    pub async fn stop(self) {
+    /// The consumer's counters (panics for a publisher).
+    pub fn health(&self) -> &ConsumerHealth {
+        self.health.as_ref().unwrap_or_else(|| panic!("not a consumer"))
+    }
+
+    /// Stops it and returns how long it took to return; panics past 30 s.
+    pub async fn stop(self) -> Duration {
+        let started = Instant::now();
         self.token.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+        match tokio::time::timeout(Duration::from_secs(30), self.handle).await {
+            Ok(Ok(())) => started.elapsed(),
+            Ok(Err(error)) => panic!("the task failed: {error}"),
+            Err(_) => panic!("did not stop within 30 s"),
+        }
     }
 }
 

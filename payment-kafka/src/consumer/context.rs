@@ -1,0 +1,115 @@
+//! The consumer's librdkafka context: rebalances and commits in the logs and the health counters,
+//! consumer lag from the client statistics in the metrics, and the stall watchdog's input.
+//!
+//! Every callback here runs on the fetch thread, inside `poll`: librdkafka serves them from the
+//! consumer queue, which only that thread polls.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::health::ConsumerHealth;
+use crate::telemetry;
+
+pub struct PayOrderContext {
+    health: ConsumerHealth,
+    /// Per partition this member actively fetches from a reachable broker, from the latest
+    /// statistics: messages on the broker past what this member has already received (or, before
+    /// its first message, past the group's committed offset).
+    waiting: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl PayOrderContext {
+    pub fn new(health: ConsumerHealth) -> Self {
+        Self { health, waiting: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Messages that wait on the broker for the given partitions and that this member has not
+    /// received. Zero for an idle, caught-up partition, whether or not it consumed anything since
+    /// it was assigned — so only a client that really holds back messages ever looks stalled.
+    pub fn waiting_messages(&self, assigned: &TopicPartitionList) -> i64 {
+        let waiting = match self.waiting.lock() {
+            Ok(waiting) => waiting,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        assigned.elements().iter().filter_map(|e| waiting.get(&(e.topic().to_string(), e.partition()))).sum()
+    }
+}
+
+/// Past which offset a partition's messages count as not yet received by this member: its
+/// position if it received any, else the group's committed offset, else the log start.
+fn received_up_to(stats: &rdkafka::statistics::Partition) -> i64 {
+    if stats.app_offset >= 0 {
+        stats.app_offset
+    } else if stats.committed_offset >= 0 {
+        stats.committed_offset
+    } else {
+        stats.lo_offset.max(0)
+    }
+}
+
+impl ClientContext for PayOrderContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut waiting = BTreeMap::new();
+        // A partition whose broker is down is not stalled: nothing can arrive until it is back.
+        let up: Vec<i32> =
+            statistics.brokers.values().filter(|b| b.state == "UP" && b.nodeid >= 0).map(|b| b.nodeid).collect();
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // Partition -1 is librdkafka's internal UA partition; lag -1 means "not ours".
+                if *partition < 0 {
+                    continue;
+                }
+                if stats.consumer_lag >= 0 {
+                    metrics::gauge!(telemetry::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(stats.consumer_lag as f64);
+                }
+                if stats.hi_offset >= 0 && stats.fetch_state == "active" && up.contains(&stats.broker) {
+                    waiting.insert((topic.clone(), *partition), (stats.hi_offset - received_up_to(stats)).max(0));
+                }
+            }
+        }
+        match self.waiting.lock() {
+            Ok(mut slot) => *slot = waiting,
+            Err(poisoned) => *poisoned.into_inner() = waiting,
+        }
+    }
+}
+
+impl ConsumerContext for PayOrderContext {
+    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
+        tracing::info!(?rebalance, "partitions rebalancing; offsets are only ever stored after a batch commits");
+    }
+
+    fn post_rebalance(&self, rebalance: &Rebalance<'_>) {
+        self.health.rebalanced();
+        tracing::info!(?rebalance, "partitions rebalanced");
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(?offsets, "offsets committed"),
+            // Nothing stored since the last commit: not an error.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                tracing::warn!(%error, "offset commit failed; the batch will be redelivered and deduplicated")
+            }
+        }
+    }
+}

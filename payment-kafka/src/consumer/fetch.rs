@@ -1,0 +1,288 @@
+//! The fetch thread: the only owner of the Kafka client. It polls a `BaseConsumer`, cuts the
+//! stream into bounded batches for the async applier, stores offsets once the applier reports a
+//! batch committed, watches for a stalled client, and closes clients by a protocol that cannot
+//! hang the caller.
+//!
+//! Flow control: at most one batch is being applied, one waits in the hand-over channel and one is
+//! being gathered here. When all three are full the thread stops polling until the applier
+//! catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance arriving in
+//! that window is served as soon as polling resumes — within one batch's apply time (librdkafka
+//! only leaves the group when `max.poll.interval.ms`, 5 min by default, passes without a poll,
+//! e.g. when the store has been down that long; the partitions then move to a member that can
+//! apply them).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use payment_core::domain::{Inbound, Origin};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
+
+use super::context::PayOrderContext;
+use super::health::ConsumerHealth;
+use crate::config::{Backoff, ConsumerConfig, KafkaConfig};
+use crate::KafkaError;
+
+/// Longest single `poll`: how quickly the thread notices shutdown and commits when idle.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a finished batch that waits for the applier is offered again.
+const POLL_SLICE: Duration = Duration::from_millis(5);
+/// How often, once the stall timeout has passed, the watchdog looks at the statistics again.
+const STALL_RECHECK: Duration = Duration::from_secs(1);
+
+type Client = BaseConsumer<PayOrderContext>;
+
+/// The last offset received per (topic, partition) in a batch.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// Messages handed to the applier, decoded, with the offsets to store once they commit.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub messages: Vec<Inbound>,
+    pub offsets: Offsets,
+}
+
+impl Batch {
+    fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let key = (message.topic().to_string(), message.partition());
+        let last = self.offsets.entry(key).or_insert(message.offset());
+        *last = (*last).max(message.offset());
+        self.messages.push(decode(message));
+    }
+}
+
+/// Why the fetch loop of one client ended.
+enum Exit {
+    /// Shutdown, or the applier is gone.
+    Stop,
+    /// Messages wait on the broker past this client's position and none arrive: replace it.
+    Stalled,
+}
+
+pub struct Fetcher {
+    pub kafka: KafkaConfig,
+    pub config: ConsumerConfig,
+    pub health: ConsumerHealth,
+    pub stop: CancellationToken,
+    pub batches: Sender<Batch>,
+    pub acks: Receiver<Offsets>,
+}
+
+impl Fetcher {
+    /// Runs on its own OS thread until shutdown or until the applier goes away; always returns
+    /// within about `close_timeout` of either.
+    pub fn run(self) {
+        let mut backoff = Backoff::new(self.config.retry_first_backoff, self.config.retry_max_backoff);
+        loop {
+            let client = match connect(&self.kafka, &self.config, &self.health) {
+                Ok(client) => client,
+                Err(error) => {
+                    let wait = backoff.next_wait();
+                    tracing::error!(%error, ?wait, "cannot create the Kafka consumer; retrying");
+                    if self.stop.is_cancelled() {
+                        return;
+                    }
+                    thread::sleep(wait);
+                    continue;
+                }
+            };
+            backoff.reset();
+            let mut in_flight = 0;
+            match self.fetch(&client, &mut in_flight) {
+                Exit::Stop => {
+                    // The applier finishes (or abandons) the batch in hand and hangs up; only then
+                    // are the offsets final.
+                    let deadline = Instant::now() + self.config.close_timeout;
+                    self.settle(&client, &mut in_flight, deadline, true);
+                    close_within(client, deadline, &self.health);
+                    return;
+                }
+                Exit::Stalled => {
+                    let deadline = Instant::now() + self.config.close_timeout;
+                    self.settle(&client, &mut in_flight, deadline, false);
+                    close_within(client, deadline, &self.health);
+                    self.health.client_replaced();
+                    tracing::warn!("replaced a stalled Kafka client; its partitions resume at the committed offsets");
+                }
+            }
+        }
+    }
+
+    fn fetch(&self, client: &Client, in_flight: &mut usize) -> Exit {
+        let batch_max = self.config.batch_max_messages.max(1);
+        let mut gathering = Batch::default();
+        let mut deadline: Option<Instant> = None;
+        // The last time this thread received a message or was not asking for one.
+        let mut progress = Instant::now();
+        let mut next_stall_check = progress + self.config.stall_timeout;
+        loop {
+            if self.take_acks(client, in_flight).is_err() || self.stop.is_cancelled() {
+                return Exit::Stop;
+            }
+            let full = gathering.messages.len() >= batch_max;
+            let due = full || deadline.is_some_and(|d| Instant::now() >= d);
+            let mut handed_back = false;
+            if due {
+                match self.batches.try_send(std::mem::take(&mut gathering)) {
+                    Ok(()) => {
+                        *in_flight += 1;
+                        deadline = None;
+                        continue;
+                    }
+                    Err(TrySendError::Closed(_)) => return Exit::Stop,
+                    Err(TrySendError::Full(batch)) => {
+                        gathering = batch;
+                        handed_back = true;
+                    }
+                }
+            }
+            if full {
+                // Nothing more fits: wait for a commit instead of fetching.
+                match self.acks.recv_timeout(POLL_SLICE) {
+                    Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Exit::Stop,
+                }
+                progress = Instant::now();
+                next_stall_check = progress + self.config.stall_timeout;
+                continue;
+            }
+            let timeout = match deadline {
+                _ if handed_back => POLL_SLICE,
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(IDLE_POLL),
+                None => IDLE_POLL,
+            };
+            match client.poll(timeout) {
+                Some(Ok(message)) => {
+                    self.health.message_received();
+                    gathering.push(&message);
+                    deadline.get_or_insert_with(|| Instant::now() + self.config.batch_linger);
+                    progress = Instant::now();
+                    next_stall_check = progress + self.config.stall_timeout;
+                }
+                // Broker or network trouble: librdkafka reconnects by itself; nothing was read.
+                Some(Err(error)) => tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself"),
+                None => {}
+            }
+            if Instant::now() >= next_stall_check {
+                next_stall_check = Instant::now() + STALL_RECHECK;
+                let waiting = client.assignment().map(|a| client.context().waiting_messages(&a)).unwrap_or(0);
+                if waiting > 0 && gathering.messages.is_empty() {
+                    self.health.stalled();
+                    tracing::warn!(
+                        waiting,
+                        since = ?progress.elapsed(),
+                        "messages wait on the broker past this consumer's position but none arrive"
+                    );
+                    return Exit::Stalled;
+                }
+            }
+        }
+    }
+
+    /// Stores the offsets of every batch the applier reported committed since the last call.
+    /// `Err` once the applier is gone.
+    fn take_acks(&self, client: &Client, in_flight: &mut usize) -> Result<(), ()> {
+        loop {
+            match self.acks.try_recv() {
+                Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(()),
+            }
+        }
+    }
+
+    fn acknowledged(&self, client: &Client, in_flight: &mut usize, offsets: &Offsets) {
+        *in_flight = in_flight.saturating_sub(1);
+        for ((topic, partition), offset) in offsets {
+            // Fails when the partition was revoked meanwhile: its new owner re-reads the batch,
+            // which the inbox then ignores.
+            if let Err(error) = client.store_offset(topic, *partition, *offset) {
+                tracing::info!(%error, topic, partition, offset, "offset not stored; the partition moved");
+            }
+        }
+    }
+
+    /// Waits, without fetching, until the batches handed over are acknowledged (or, at shutdown,
+    /// until the applier hangs up), storing their offsets, or until `deadline`.
+    fn settle(&self, client: &Client, in_flight: &mut usize, deadline: Instant, until_hang_up: bool) {
+        while until_hang_up || *in_flight > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::warn!(
+                    in_flight = *in_flight,
+                    "batches still uncommitted at close; they will be delivered again"
+                );
+                return;
+            };
+            match self.acks.recv_timeout(left) {
+                Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// Closes a client on a thread of its own and waits for it until `deadline`: commit what was
+/// stored, unsubscribe, serve the revocation, then destroy. Destroying a client while a
+/// rebalance is pending can block in librdkafka for ever (librdkafka#4884); unsubscribing and
+/// serving the revocation first avoids that, and the deadline bounds whatever remains — a close
+/// that overruns is logged, counted and left behind rather than waited for.
+fn close_within(client: Client, deadline: Instant, health: &ConsumerHealth) {
+    let (done, closed) = std::sync::mpsc::channel::<()>();
+    let spawned = thread::Builder::new().name("pay-order-close".into()).spawn(move || {
+        if let Err(error) = client.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "no offsets committed at close");
+        }
+        client.unsubscribe();
+        while Instant::now() < deadline {
+            match client.assignment() {
+                Ok(assigned) if assigned.count() == 0 => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the assignment while closing");
+                    break;
+                }
+            }
+            // Serves the revocation; messages still buffered are dropped unstored, so they are
+            // delivered again to the partitions' next owner.
+            let _ = client.poll(IDLE_POLL);
+        }
+        drop(client);
+        let _ = done.send(());
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start a thread to close the Kafka consumer; leaving it open");
+        health.close_overran();
+        return;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if closed.recv_timeout(left).is_err() {
+        health.close_overran();
+        tracing::error!("the Kafka consumer did not close in time; leaving it behind (librdkafka close hang)");
+    }
+}
+
+fn connect(kafka: &KafkaConfig, config: &ConsumerConfig, health: &ConsumerHealth) -> Result<Client, KafkaError> {
+    let consumer: Client = super::client_config(kafka, config)?
+        .create_with_context(PayOrderContext::new(health.clone()))
+        .map_err(KafkaError::Client)?;
+    let topic = &kafka.topics.pay_order;
+    consumer.subscribe(&[topic]).map_err(|source| KafkaError::Subscribe { topic: topic.clone(), source })?;
+    Ok(consumer)
+}
+
+fn decode(message: &BorrowedMessage<'_>) -> Inbound {
+    let header = message.headers().and_then(|headers| {
+        headers.iter().find(|h| h.key == "message-id").and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+    });
+    let origin =
+        Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
+    Inbound::decode(message.payload().unwrap_or_default(), header, origin)
+}
