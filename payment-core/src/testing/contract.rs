@@ -607,6 +607,48 @@ pub async fn outbox_is_read_in_order_and_marked_published<F: StoreFactory>(facto
     assert_eq!(checked(&store).await.outbox.len(), 5, "published rows stay until pruned");
 }
 
+pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    for i in 0..6 {
+        payments.pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")]).await.unwrap();
+    }
+    let all: Vec<i64> = store.unpublished(100).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(all.len(), 6);
+    let refusal = "Broker: Message size too large";
+    store.park(all[1], refusal).await.unwrap();
+    let window: Vec<i64> = store.unpublished(3).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(window, [all[0], all[2], all[3]], "the parked row is skipped; the window reaches past it");
+    assert_eq!((store.backlog().await.unwrap(), store.parked().await.unwrap()), (5, 1));
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.parked, [(1, refusal.to_string())]);
+
+    store.mark_published(&window).await.unwrap();
+    store.mark_published(&[all[1]]).await.unwrap();
+    store.park(all[0], "too late: already published").await.unwrap();
+    let rest: Vec<i64> = store.unpublished(100).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(rest, [all[4], all[5]]);
+    assert_eq!(
+        (store.backlog().await.unwrap(), store.parked().await.unwrap()),
+        (2, 1),
+        "marking leaves a parked row parked; parking leaves a published row published"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let everything_old = RetentionPolicy {
+        inbox_max_age: std::time::Duration::ZERO,
+        published_outbox_max_age: std::time::Duration::ZERO,
+        idempotency_max_age: std::time::Duration::ZERO,
+        chunk_rows: 1,
+    };
+    assert_eq!(store.prune(everything_old).await.unwrap().outbox_rows, 3, "only the published rows");
+    let kept = store.snapshot().await;
+    assert_eq!(kept.outbox.len(), 3, "the parked row and the two unpublished ones stay");
+    assert_eq!(kept.parked, [(0, refusal.to_string())]);
+    assert_eq!(kept.outbox[0].key.as_deref(), Some("o-1"), "the parked row is the one refused");
+    assert_eq!(store.parked().await.unwrap(), 1);
+}
+
 pub async fn one_publisher_leads_at_a_time<F: StoreFactory>(factory: &F) {
     let (_, store) = fresh(factory).await;
     let mut leader = store.try_lead().await.unwrap().expect("the first publisher leads");

@@ -73,6 +73,7 @@ macro_rules! store_contract_tests {
             concurrent_idempotent_retries_credit_once,
             concurrent_batches_with_one_order_debit_once,
             outbox_is_read_in_order_and_marked_published,
+            parked_outbox_rows_are_skipped_counted_and_kept,
             one_publisher_leads_at_a_time,
             wakeups_follow_commits_with_outbox_rows,
             retention_prunes_old_rows_only,

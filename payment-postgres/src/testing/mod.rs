@@ -159,6 +159,7 @@ impl Inspect for PgStore {
             .await
             .unwrap_or_else(|e| fail("read inbox", e));
         let outbox = self.all_outbox_rows().await.unwrap_or_else(|e| fail("read outbox", e));
+        let parked = self.parked_outbox_rows().await.unwrap_or_else(|e| fail("read parked outbox rows", e));
         let letters: Vec<DeadLetterRow> = sqlx::query_as("SELECT * FROM dead_letters ORDER BY seq")
             .fetch_all(pool)
             .await
@@ -188,6 +189,7 @@ impl Inspect for PgStore {
                 .collect(),
             inbox: inbox.into_iter().map(|id| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e))).collect(),
             outbox,
+            parked,
             dead_letters: letters
                 .into_iter()
                 .map(|row| DeadLetter {
