@@ -13,7 +13,7 @@ use crate::app::{Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
     Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
-    StatementPage, UserId,
+    StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
@@ -371,10 +371,26 @@ pub async fn undecodable_message_is_dead_lettered<F: StoreFactory>(factory: &F) 
     let snapshot = checked(&store).await;
     assert_eq!(snapshot.dead_letters.len(), 3);
     assert_eq!(snapshot.dead_letters[0].payload, b"{not json");
+    assert_eq!(snapshot.dead_letters[0].payload_original_bytes, None, "a small payload is whole");
     assert_eq!(snapshot.dead_letters[0].origin.as_ref().map(|o| o.topic.as_str()), Some("pay.order"));
     assert_eq!(snapshot.balance("u1"), Some(money("8")));
     // A dead-lettered message is claimed like any other: its redelivery does nothing.
     assert_eq!(payments.pay_orders(&batch[..1]).await.unwrap(), vec![Outcome::Redelivered]);
+}
+
+pub async fn oversized_message_is_dead_lettered_with_a_capped_payload<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    let huge = format!(r#"{{"order_id":"o-1","user_id":"u1","amount":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    let outcomes = payments.pay_orders(&[raw("m-1", &huge)]).await.unwrap();
+    assert_eq!(outcomes, vec![Outcome::DeadLettered { reason: DeadLetterReason::MalformedJson }]);
+    let snapshot = checked(&store).await;
+    let [letter] = snapshot.dead_letters.as_slice() else { panic!("{:?}", snapshot.dead_letters) };
+    let [event] = snapshot.outbox.as_slice() else { panic!("{:?}", snapshot.outbox) };
+    assert_eq!(letter.payload, huge.as_bytes()[..MAX_DEAD_LETTER_PAYLOAD_BYTES], "the first bytes, kept");
+    assert_eq!(letter.payload_original_bytes, Some(huge.len() as u64), "the original size, kept");
+    assert_eq!(event.payload, letter.payload, "the record carries what the store keeps");
+    assert_eq!(event.header("payload-truncated"), Some("true"));
+    assert_eq!(event.header("payload-original-bytes"), Some(huge.len().to_string().as_str()));
 }
 
 pub async fn orders_of_one_user_in_one_batch_see_each_other<F: StoreFactory>(factory: &F) {

@@ -63,6 +63,7 @@ macro_rules! store_contract_tests {
             unknown_account_fails,
             invalid_commands_fail_as_business_outcomes,
             undecodable_message_is_dead_lettered,
+            oversized_message_is_dead_lettered_with_a_capped_payload,
             orders_of_one_user_in_one_batch_see_each_other,
             same_order_twice_in_one_batch_debits_once,
             fault_at_any_step_leaves_nothing,

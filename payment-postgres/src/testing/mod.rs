@@ -119,6 +119,7 @@ struct DeadLetterRow {
     reason: String,
     detail: String,
     payload: Vec<u8>,
+    payload_original_bytes: Option<i64>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -202,6 +203,7 @@ impl Inspect for PgStore {
                     reason: reason(&row.reason),
                     detail: row.detail,
                     payload: row.payload,
+                    payload_original_bytes: row.payload_original_bytes.and_then(|n| u64::try_from(n).ok()),
                     created_at: row.created_at,
                 })
                 .collect(),
