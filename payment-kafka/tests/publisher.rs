@@ -1,8 +1,8 @@
 //! The outbox publisher over the real Kafka protocol (librdkafka's mock cluster), on the
 //! in-memory store and on PostgreSQL: a row the broker refuses for good is parked while every
 //! other row, before and after it and beyond the first read window, is published about once; a
-//! leader that cannot publish gives the lock up to a standby; a producer that fails fatally is
-//! rebuilt.
+//! row refused only with its batch is not parked; a leader that cannot publish gives the lock up
+//! to a standby; a producer that fails fatally is rebuilt.
 //!
 //! The helpers live here, not in `common`, so this file depends on nothing but the crates' APIs.
 //! `PUBLISHER_TEST_LOG=debug` prints the publisher's logs.
@@ -145,6 +145,13 @@ impl Observer {
         deliveries(&self.seen)
     }
 
+    /// For failure messages: distinct events and duplicate deliveries seen so far.
+    fn summary(&self) -> String {
+        let deliveries = self.deliveries();
+        let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
+        format!("got {} distinct events in {} deliveries ({duplicates} duplicates)", deliveries.len(), self.seen.len())
+    }
+
     fn on(&self, topic: &str) -> usize {
         self.seen.iter().filter(|m| m.topic() == topic).count()
     }
@@ -214,12 +221,12 @@ async fn a_row_too_large_for_the_broker_is_parked_and_the_rest_published<S: Stor
     let publisher = Running::spawn(&kafka, publisher_config(), store.clone());
 
     let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 20).await;
+    assert!(all_paid, "every order.paid arrives; {}", observer.summary());
     eventually("the outbox to settle with one parked row", deadline, || settled(&store, 1)).await;
     observer.settle(Duration::from_secs(1)).await;
     publisher.stop().await;
 
     let deliveries = observer.deliveries();
-    assert!(all_paid, "every order.paid arrives; got {} distinct events", deliveries.len());
     assert_eq!(observer.on(&topics.order_paid), observer.seen.len(), "the refused dead letter never arrives");
     assert_eq!(deliveries.len(), 20, "the 10 rows before the refused one and the 10 after it");
     let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
@@ -253,12 +260,12 @@ async fn a_row_for_an_unknown_topic_is_parked_and_the_rest_published<S: Store + 
     let publisher = Running::spawn(&kafka, publisher_config(), store.clone());
 
     let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 10).await;
+    assert!(all_paid, "every order.paid arrives; {}", observer.summary());
     eventually("the outbox to settle with two parked rows", deadline, || settled(&store, 2)).await;
     observer.settle(Duration::from_secs(1)).await;
     publisher.stop().await;
 
     let deliveries = observer.deliveries();
-    assert!(all_paid, "every order.paid arrives; got {} distinct events", deliveries.len());
     assert_eq!(deliveries.len(), 10);
     let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
     assert!(duplicates <= BATCH_ROWS as usize, "at most one read window is sent twice; {duplicates} duplicates");
@@ -309,11 +316,11 @@ async fn a_leader_that_cannot_publish_gives_up_to_a_standby<S: Store + Outbox + 
 
     let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 6).await;
     let took = standby_since.elapsed();
+    assert!(all_paid, "the standby publishes every row; {}", observer.summary());
     eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
     first.stop().await;
     standby.stop().await;
 
-    assert!(all_paid, "the standby publishes every row; got {}", observer.deliveries().len());
     assert_eq!(observer.deliveries().len(), 6);
     assert!(took >= Duration::from_millis(900), "not before the leader gave up ({took:?})");
     assert!(store.snapshot().await.parked.is_empty(), "timeouts never park a row");
@@ -335,13 +342,37 @@ async fn a_producer_that_fails_fatally_is_rebuilt<S: Store + Outbox + Inspect>(s
     let mut observer = cluster.observe(&[&Topics::default().order_paid]);
     let publisher = Running::spawn(&cluster.kafka(&[]), publisher_config(), store.clone());
     let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 6).await;
+    assert!(all_paid, "every row is published; {}", observer.summary());
     eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
     observer.settle(Duration::from_millis(500)).await;
     publisher.stop().await;
 
-    assert!(all_paid, "every row is published; got {}", observer.deliveries().len());
     assert_eq!(observer.deliveries().len(), 6);
     assert!(store.snapshot().await.parked.is_empty(), "a producer failure parks nothing");
+}
+
+/// The broker refuses one whole produce request as too large (as it does when one record of a
+/// batch is over its limit): the rows that travelled in it are each sent again alone, go
+/// through, and none is parked.
+async fn a_batch_refused_as_a_whole_parks_none_of_its_rows<S: Store + Outbox + Inspect>(store: S) {
+    let deadline = Instant::now() + WAIT;
+    let cluster = Cluster::start();
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1").await;
+    paid_orders(&payments, "o", 8).await;
+    cluster.mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+
+    let mut observer = cluster.observe(&[&Topics::default().order_paid]);
+    let config = PublisherConfig { batch_rows: 8, ..publisher_config() };
+    let publisher = Running::spawn(&cluster.kafka(&[]), config, store.clone());
+    let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 8).await;
+    assert!(all_paid, "every row is published; {}", observer.summary());
+    eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
+    observer.settle(Duration::from_millis(500)).await;
+    publisher.stop().await;
+
+    assert_eq!(observer.deliveries().len(), 8);
+    assert!(store.snapshot().await.parked.is_empty(), "no row is parked for its batch");
 }
 
 payment_postgres::on_both_stores!(
@@ -349,4 +380,5 @@ payment_postgres::on_both_stores!(
     a_row_for_an_unknown_topic_is_parked_and_the_rest_published,
     a_leader_that_cannot_publish_gives_up_to_a_standby,
     a_producer_that_fails_fatally_is_rebuilt,
+    a_batch_refused_as_a_whole_parks_none_of_its_rows,
 );
