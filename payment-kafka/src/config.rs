@@ -138,9 +138,16 @@ pub struct PublisherConfig {
     pub batch_rows: u32,
     /// Fallback poll when no `NOTIFY` arrives.
     pub poll_interval: Duration,
-    /// How often a standby publisher tries to take the leader lock.
+    /// How often a standby publisher tries to take the leader lock; also how long a leader that
+    /// gave up waits before it tries again.
     pub leader_retry_interval: Duration,
-    /// How long a record may wait for the broker before its delivery counts as failed.
+    /// How long a leader may go without publishing or parking a single row, while rows wait,
+    /// before it releases the leader lock so a standby (whose broker connection may be fine) can
+    /// try.
+    pub leader_give_up_after: Duration,
+    /// How long a record may wait for the broker before its delivery counts as failed
+    /// (`message.timeout.ms`; half of it is `topic.metadata.propagation.max.ms`, so a topic that
+    /// does not exist is reported as unknown, and its rows parked, before they time out).
     pub delivery_timeout: Duration,
     pub retry_first_backoff: Duration,
     pub retry_max_backoff: Duration,
@@ -152,6 +159,7 @@ impl Default for PublisherConfig {
             batch_rows: 1_000,
             poll_interval: Duration::from_secs(1),
             leader_retry_interval: Duration::from_secs(2),
+            leader_give_up_after: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(30),
             retry_first_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),

@@ -38,11 +38,12 @@ outbox AS (
 ),
 dead_letters AS (
     INSERT INTO dead_letters
-        (dead_letter_id, message_id, source_topic, source_partition, source_offset, reason, detail, payload, created_at)
-    SELECT id, message_id, topic, part, offs, reason, detail, payload, created_at
+        (dead_letter_id, message_id, source_topic, source_partition, source_offset, reason, detail, payload,
+         payload_original_bytes, created_at)
+    SELECT id, message_id, topic, part, offs, reason, detail, payload, original_bytes, created_at
     FROM UNNEST($21::UUID[], $22::TEXT[], $23::TEXT[], $24::INT[], $25::BIGINT[], $26::TEXT[], $27::TEXT[],
-                $28::BYTEA[], $29::TIMESTAMPTZ[])
-        WITH ORDINALITY AS d(id, message_id, topic, part, offs, reason, detail, payload, created_at, n)
+                $28::BYTEA[], $35::BIGINT[], $29::TIMESTAMPTZ[])
+        WITH ORDINALITY AS d(id, message_id, topic, part, offs, reason, detail, payload, original_bytes, created_at, n)
     ORDER BY n
     RETURNING 1
 ),
@@ -104,6 +105,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<
         .bind(column!(k, |x| x.amount.value()))
         .bind(column!(k, |x| x.balance.value()))
         .bind(column!(k, |x| x.created_at))
+        .bind(column!(d, |x| x.payload_original_bytes.and_then(|n| i64::try_from(n).ok())))
         .fetch_one(conn)
         .await
         .map_err(store_error)?;

@@ -1,5 +1,6 @@
-//! The outbox port on PostgreSQL: ordered reads of unpublished rows, marking, a leader lock held
-//! by a dedicated connection, and `LISTEN/NOTIFY` wake-ups raised by the outbox trigger.
+//! The outbox port on PostgreSQL: ordered reads of unpublished rows, marking, parking (the
+//! `publish_failed_at`/`publish_error` columns), a leader lock held by a dedicated connection,
+//! and `LISTEN/NOTIFY` wake-ups raised by the outbox trigger.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -78,6 +79,20 @@ impl PgStore {
         .map_err(store_error)?;
         rows.into_iter().map(|row| OutboxRecord::try_from(row).map(|r| r.event)).collect()
     }
+
+    /// Parked rows as `(index in id order among all rows, the broker's error)` (for tests and
+    /// audits; the index matches [`PgStore::all_outbox_rows`]).
+    pub async fn parked_outbox_rows(&self) -> Result<Vec<(usize, String)>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT index, publish_error FROM
+                (SELECT ROW_NUMBER() OVER (ORDER BY id) - 1 AS index, publish_error FROM outbox) AS numbered
+             WHERE publish_error IS NOT NULL ORDER BY index",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(|(index, error)| (usize::try_from(index).unwrap_or(usize::MAX), error)).collect())
+    }
 }
 
 #[async_trait]
@@ -88,7 +103,7 @@ impl Outbox for PgStore {
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let rows = sqlx::query_as::<_, OutboxRow>(
             "SELECT id, topic, key, payload, headers, created_at FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+             WHERE published_at IS NULL AND publish_failed_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit.min(MAX_OUTBOX_BATCH_ROWS)))
         .fetch_all(&self.pool)
@@ -98,12 +113,36 @@ impl Outbox for PgStore {
     }
 
     async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
-            .bind(ids)
-            .execute(&self.pool)
+        sqlx::query(
+            "UPDATE outbox SET published_at = now()
+             WHERE id = ANY($1) AND published_at IS NULL AND publish_failed_at IS NULL",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(store_error)
+    }
+
+    async fn park(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET publish_failed_at = now(), publish_error = $2
+             WHERE id = $1 AND published_at IS NULL",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(store_error)
+    }
+
+    async fn parked(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE publish_failed_at IS NOT NULL")
+            .fetch_one(&self.pool)
             .await
-            .map(drop)
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn try_lead(&self) -> Result<Option<PgLeader>, StoreError> {
@@ -129,10 +168,11 @@ impl Outbox for PgStore {
     }
 
     async fn backlog(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND publish_failed_at IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 }

@@ -1,5 +1,6 @@
 //! Retention on PostgreSQL: old inbox rows, published outbox rows and idempotency keys are
 //! deleted in chunks of `chunk_rows`, each chunk its own short statement, along an index.
+//! Unpublished outbox rows, parked ones included, have no `published_at` and are never deleted.
 
 use async_trait::async_trait;
 use chrono::Utc;

@@ -1,12 +1,13 @@
 //! What only PostgreSQL can show: the schema holds when the code is bypassed, migrations are
-//! idempotent, a killed transaction leaves nothing, and a batch costs a constant number of
-//! statements.
+//! idempotent, a killed transaction leaves nothing, a batch costs a constant number of
+//! statements, and a parked outbox row is re-queued by the documented SQL.
 
 use std::time::Duration;
 
 use payment_core::app::Payments;
 use payment_core::decide::Outcome;
 use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+use payment_core::ports::Outbox;
 use payment_core::testing::{block_on, Inspect};
 use payment_postgres::testing::fresh_store;
 use payment_postgres::PgStore;
@@ -175,5 +176,40 @@ fn a_batch_of_1000_costs_the_statements_of_a_batch_of_1() {
             .await
             .unwrap();
         assert_eq!(rows, 1001);
+    });
+}
+
+#[test]
+fn a_parked_row_is_requeued_by_the_documented_update() {
+    block_on(async {
+        let store = fresh_store(2).await;
+        let payments = funded(&store, &["u1"], "10").await;
+        payments.pay_orders(&[command("m1", "o1", "u1", "1"), command("m2", "o2", "u1", "1")]).await.unwrap();
+        let rows = store.unpublished(10).await.unwrap();
+        store.park(rows[0].id, "Broker: Unknown topic or partition").await.unwrap();
+        let (failed_at, error): (Option<chrono::DateTime<chrono::Utc>>, Option<String>) =
+            sqlx::query_as("SELECT publish_failed_at, publish_error FROM outbox WHERE id = $1")
+                .bind(rows[0].id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(failed_at.is_some());
+        assert_eq!(error.as_deref(), Some("Broker: Unknown topic or partition"));
+        let half_parked = sqlx::query("UPDATE outbox SET publish_error = NULL WHERE id = $1")
+            .bind(rows[0].id)
+            .execute(store.pool())
+            .await
+            .expect_err("a parked row keeps its error");
+        assert_eq!(half_parked.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"));
+        assert_eq!(store.unpublished(10).await.unwrap(), rows[1..]);
+
+        // The statement the outbox port documents for operators.
+        sqlx::query("UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL WHERE id = $1")
+            .bind(rows[0].id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.unpublished(10).await.unwrap(), rows, "back in the queue, in its place");
+        assert_eq!((store.parked().await.unwrap(), store.backlog().await.unwrap()), (0, 2));
     });
 }

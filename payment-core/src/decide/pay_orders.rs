@@ -221,13 +221,16 @@ impl Decider<'_> {
     }
 
     fn dead_letter(&mut self, message: &Inbound, reason: DeadLetterReason, detail: String) -> Outcome {
+        // Cut here, once: the stored dead letter and its outbox record carry the same bytes.
+        let (payload, payload_original_bytes) = DeadLetter::capped_payload(&message.payload);
         let letter = DeadLetter {
             dead_letter_id: (self.new_id)(),
             message_id: message.identity.clone(),
             origin: message.origin.clone(),
             reason,
             detail,
-            payload: message.payload.clone(),
+            payload,
+            payload_original_bytes,
             created_at: self.now,
         };
         self.effects.outbox.push(OutboxEvent::dead_letter(&letter));

@@ -141,3 +141,23 @@ fn dead_letters_keep_the_origin() {
     assert_eq!(decision.effects.dead_letters[0].origin, Some(origin));
     assert_eq!(decision.effects.outbox[0].header("source-offset"), Some("9"));
 }
+
+#[test]
+fn a_dead_letter_keeps_at_most_the_cap_and_its_event_says_so() {
+    let origin = Origin { topic: "pay.order".into(), partition: 0, offset: 1 };
+    let huge = vec![b'{'; crate::domain::MAX_DEAD_LETTER_PAYLOAD_BYTES * 2 + 7];
+    let batch = [Inbound::decode(&huge, Some("big"), origin.clone()), Inbound::decode(b"nope", Some("small"), origin)];
+    let decision = decide_payments(state(&batch, &[], &[]), &batch, Utc::now(), &mut counter());
+    let [big, small] = decision.effects.dead_letters.as_slice() else { panic!("{:?}", decision.effects) };
+    let [big_event, small_event] = decision.effects.outbox.as_slice() else { panic!("{:?}", decision.effects) };
+
+    assert_eq!(big.payload, huge[..crate::domain::MAX_DEAD_LETTER_PAYLOAD_BYTES]);
+    assert_eq!(big.payload_original_bytes, Some(huge.len() as u64));
+    assert_eq!(big_event.payload, big.payload, "the stored dead letter and the record agree");
+    assert_eq!(big_event.header("payload-truncated"), Some("true"));
+    assert_eq!(big_event.header("payload-original-bytes"), Some(huge.len().to_string().as_str()));
+
+    assert_eq!((small.payload.as_slice(), small.payload_original_bytes), (&b"nope"[..], None));
+    assert_eq!(small_event.payload, b"nope");
+    assert_eq!((small_event.header("payload-truncated"), small_event.header("payload-original-bytes")), (None, None));
+}

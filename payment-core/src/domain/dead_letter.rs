@@ -1,4 +1,5 @@
-//! Dead letters: messages that cannot be applied, kept with their original bytes and a reason.
+//! Dead letters: messages that cannot be applied, kept with their original bytes (up to a cap)
+//! and a reason.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -39,6 +40,12 @@ impl DeadLetterReason {
     }
 }
 
+/// Most bytes of the original message a dead letter keeps. A larger message (the consumer
+/// dead-letters anything over `MAX_PAY_ORDER_BYTES` unread) is cut here, when the dead letter is
+/// built, so the stored row and the published record carry the same bytes, and neither the table
+/// nor the dead-letter topic receives a record the size of whatever a producer sent.
+pub const MAX_DEAD_LETTER_PAYLOAD_BYTES: usize = 64 * 1024;
+
 /// A message that was not applied. Stored, and published to the dead-letter topic through the
 /// outbox, in the same transaction that claimed the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +56,42 @@ pub struct DeadLetter {
     pub reason: DeadLetterReason,
     /// A sentence for the operator.
     pub detail: String,
+    /// The original bytes, at most [`MAX_DEAD_LETTER_PAYLOAD_BYTES`] of them.
     pub payload: Vec<u8>,
+    /// The size of the original message when `payload` is only its first bytes; `None` when
+    /// `payload` is the whole message.
+    pub payload_original_bytes: Option<u64>,
     pub created_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// The payload a dead letter keeps of `original`, and the original size if it was cut.
+    pub fn capped_payload(original: &[u8]) -> (Vec<u8>, Option<u64>) {
+        if original.len() <= MAX_DEAD_LETTER_PAYLOAD_BYTES {
+            (original.to_vec(), None)
+        } else {
+            (original[..MAX_DEAD_LETTER_PAYLOAD_BYTES].to_vec(), Some(original.len() as u64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_up_to_the_cap_are_kept_whole() {
+        for size in [0, 1, MAX_DEAD_LETTER_PAYLOAD_BYTES] {
+            let original = vec![b'x'; size];
+            assert_eq!(DeadLetter::capped_payload(&original), (original.clone(), None), "{size} bytes");
+        }
+    }
+
+    #[test]
+    fn larger_payloads_keep_their_first_bytes_and_their_size() {
+        let original: Vec<u8> = (0..MAX_DEAD_LETTER_PAYLOAD_BYTES + 1).map(|i| (i % 251) as u8).collect();
+        let (payload, original_bytes) = DeadLetter::capped_payload(&original);
+        assert_eq!(payload, original[..MAX_DEAD_LETTER_PAYLOAD_BYTES]);
+        assert_eq!(original_bytes, Some(MAX_DEAD_LETTER_PAYLOAD_BYTES as u64 + 1));
+    }
 }

@@ -120,6 +120,8 @@ impl OutboxEvent {
     }
 
     /// The dead-letter topic's record: the original bytes, with source and reason as headers.
+    /// When the dead letter kept only the first bytes of a larger message, the headers say so
+    /// (`payload-truncated: true`, `payload-original-bytes`).
     pub fn dead_letter(letter: &DeadLetter) -> Self {
         let mut headers = vec![
             ("dead-letter-id".into(), letter.dead_letter_id.to_string()),
@@ -131,6 +133,10 @@ impl OutboxEvent {
             headers.push(("source-topic".into(), origin.topic.clone()));
             headers.push(("source-partition".into(), origin.partition.to_string()));
             headers.push(("source-offset".into(), origin.offset.to_string()));
+        }
+        if let Some(original_bytes) = letter.payload_original_bytes {
+            headers.push(("payload-truncated".into(), "true".into()));
+            headers.push(("payload-original-bytes".into(), original_bytes.to_string()));
         }
         Self { kind: EventKind::DeadLetter, key: None, payload: letter.payload.clone(), headers }
     }

@@ -11,7 +11,7 @@ mod pay_order;
 mod payment;
 
 pub use account::Account;
-pub use dead_letter::{DeadLetter, DeadLetterReason, Origin};
+pub use dead_letter::{DeadLetter, DeadLetterReason, Origin, MAX_DEAD_LETTER_PAYLOAD_BYTES};
 pub use events::{EventKind, OrderPaid, OrderPaymentFailed, OutboxEvent};
 pub use idempotency::IdempotencyRecord;
 pub use ids::{IdError, IdempotencyKey, MessageId, OrderId, UserId};

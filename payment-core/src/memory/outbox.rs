@@ -51,7 +51,7 @@ impl Outbox for MemoryStore {
         Ok(state
             .outbox
             .iter()
-            .filter(|row| row.published_at.is_none())
+            .filter(|row| row.pending())
             .take(limit)
             .map(|row| OutboxRecord { id: row.id, event: row.event.clone(), created_at: row.created_at })
             .collect())
@@ -60,10 +60,23 @@ impl Outbox for MemoryStore {
     async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
         let now = Utc::now();
-        for row in state.outbox.iter_mut().filter(|row| ids.contains(&row.id)) {
+        for row in state.outbox.iter_mut().filter(|row| row.parked.is_none() && ids.contains(&row.id)) {
             row.published_at.get_or_insert(now);
         }
         Ok(())
+    }
+
+    async fn park(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        if let Some(row) = state.outbox.iter_mut().find(|row| row.id == id && row.published_at.is_none()) {
+            row.parked = Some(error.to_string());
+        }
+        Ok(())
+    }
+
+    async fn parked(&self) -> Result<u64, StoreError> {
+        let state = self.state.lock().await;
+        Ok(state.outbox.iter().filter(|row| row.parked.is_some()).count() as u64)
     }
 
     async fn try_lead(&self) -> Result<Option<MemoryLeader>, StoreError> {
@@ -76,7 +89,7 @@ impl Outbox for MemoryStore {
 
     async fn backlog(&self) -> Result<u64, StoreError> {
         let state = self.state.lock().await;
-        Ok(state.outbox.iter().filter(|row| row.published_at.is_none()).count() as u64)
+        Ok(state.outbox.iter().filter(|row| row.pending()).count() as u64)
     }
 }
 
@@ -89,6 +102,7 @@ impl Retention for MemoryStore {
         let keys_before = cutoff(policy.idempotency_max_age);
         let sizes = (state.inbox.len(), state.outbox.len(), state.idempotency.len());
         state.inbox.retain(|_, claimed_at| *claimed_at >= inbox_before);
+        // Unpublished rows, parked ones included, have no `published_at` and are kept.
         state.outbox.retain(|row| row.published_at.is_none_or(|at| at >= outbox_before));
         state.idempotency.retain(|_, record| record.created_at >= keys_before);
         Ok(Pruned {

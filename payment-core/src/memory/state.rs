@@ -18,6 +18,16 @@ pub(crate) struct OutboxRow {
     pub event: OutboxEvent,
     pub created_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
+    /// The broker's error, once it refused the row for good (see `ports::outbox`). Nothing
+    /// reads the parking time in memory, so unlike PostgreSQL it is not kept.
+    pub parked: Option<String>,
+}
+
+impl OutboxRow {
+    /// Waiting for the publisher: neither published nor parked.
+    pub fn pending(&self) -> bool {
+        self.published_at.is_none() && self.parked.is_none()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -116,7 +126,7 @@ impl State {
         }
         for event in &effects.outbox {
             let id = self.outbox.last().map_or(1, |row| row.id + 1);
-            self.outbox.push(OutboxRow { id, event: event.clone(), created_at: now, published_at: None });
+            self.outbox.push(OutboxRow { id, event: event.clone(), created_at: now, published_at: None, parked: None });
             undo.push(Undo::Outbox);
         }
         for letter in &effects.dead_letters {

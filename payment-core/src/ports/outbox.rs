@@ -1,5 +1,25 @@
 //! The outbox port: what a publisher needs to move committed events to the broker — read them
-//! in order, mark them published, be the only active publisher, and wake up on new rows.
+//! in order, mark them published, park the ones the broker refuses for good, be the only active
+//! publisher, and wake up on new rows.
+//!
+//! # Parked rows
+//!
+//! A row the broker will never accept as it is (a payload over the size limit, a topic that does
+//! not exist or may not be written, an invalid record) is *parked*: it keeps its place in the
+//! table with the time and the broker's error, and is no longer read, counted in the backlog, or
+//! pruned. Without parking such a row would be retried forever and hold back every row behind it.
+//!
+//! An operator re-queues a parked row, once its cause is fixed, by clearing its parked state; the
+//! publisher then sends it like any other unpublished row. On PostgreSQL:
+//!
+//! ```sql
+//! UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL WHERE id = 42;
+//! -- or every parked row:
+//! UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL WHERE publish_failed_at IS NOT NULL;
+//! ```
+//!
+//! A re-queued row is published after the rows committed since it was parked, so its events may
+//! reach consumers out of their commit order; they dedupe by `event_id` and should expect it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,12 +44,21 @@ pub trait Outbox: Clone + Send + Sync + 'static {
     type Leader: Leadership;
     type Wakeups: Wakeups;
 
-    /// The oldest unpublished rows, in id order, at most `limit` (capped at
+    /// The oldest unpublished rows that are not parked, in id order, at most `limit` (capped at
     /// [`MAX_OUTBOX_BATCH_ROWS`]).
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError>;
 
-    /// Marks rows published; call only once the broker acknowledged them.
+    /// Marks rows published; call only once the broker acknowledged them. Parked rows are left
+    /// as they are.
     async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// Parks an unpublished row the broker refused for good: records now and `error`, and leaves
+    /// it out of [`Outbox::unpublished`], [`Outbox::backlog`] and retention from then on. A
+    /// published or unknown row is left as it is.
+    async fn park(&self, id: i64, error: &str) -> Result<(), StoreError>;
+
+    /// Rows parked and not re-queued, for the operator's gauge.
+    async fn parked(&self) -> Result<u64, StoreError>;
 
     /// Tries to become the one active publisher of this store; `None` while another holds it.
     async fn try_lead(&self) -> Result<Option<Self::Leader>, StoreError>;
@@ -37,7 +66,7 @@ pub trait Outbox: Clone + Send + Sync + 'static {
     /// Subscribes to commits that wrote outbox rows.
     async fn wakeups(&self) -> Result<Self::Wakeups, StoreError>;
 
-    /// Rows not yet published, for metrics.
+    /// Rows not yet published and not parked, for metrics.
     async fn backlog(&self) -> Result<u64, StoreError>;
 }
 

@@ -13,7 +13,7 @@ use crate::app::{Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
     Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
-    StatementPage, UserId,
+    StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
@@ -371,10 +371,26 @@ pub async fn undecodable_message_is_dead_lettered<F: StoreFactory>(factory: &F) 
     let snapshot = checked(&store).await;
     assert_eq!(snapshot.dead_letters.len(), 3);
     assert_eq!(snapshot.dead_letters[0].payload, b"{not json");
+    assert_eq!(snapshot.dead_letters[0].payload_original_bytes, None, "a small payload is whole");
     assert_eq!(snapshot.dead_letters[0].origin.as_ref().map(|o| o.topic.as_str()), Some("pay.order"));
     assert_eq!(snapshot.balance("u1"), Some(money("8")));
     // A dead-lettered message is claimed like any other: its redelivery does nothing.
     assert_eq!(payments.pay_orders(&batch[..1]).await.unwrap(), vec![Outcome::Redelivered]);
+}
+
+pub async fn oversized_message_is_dead_lettered_with_a_capped_payload<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    let huge = format!(r#"{{"order_id":"o-1","user_id":"u1","amount":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    let outcomes = payments.pay_orders(&[raw("m-1", &huge)]).await.unwrap();
+    assert_eq!(outcomes, vec![Outcome::DeadLettered { reason: DeadLetterReason::MalformedJson }]);
+    let snapshot = checked(&store).await;
+    let [letter] = snapshot.dead_letters.as_slice() else { panic!("{:?}", snapshot.dead_letters) };
+    let [event] = snapshot.outbox.as_slice() else { panic!("{:?}", snapshot.outbox) };
+    assert_eq!(letter.payload, huge.as_bytes()[..MAX_DEAD_LETTER_PAYLOAD_BYTES], "the first bytes, kept");
+    assert_eq!(letter.payload_original_bytes, Some(huge.len() as u64), "the original size, kept");
+    assert_eq!(event.payload, letter.payload, "the record carries what the store keeps");
+    assert_eq!(event.header("payload-truncated"), Some("true"));
+    assert_eq!(event.header("payload-original-bytes"), Some(huge.len().to_string().as_str()));
 }
 
 pub async fn orders_of_one_user_in_one_batch_see_each_other<F: StoreFactory>(factory: &F) {
@@ -605,6 +621,48 @@ pub async fn outbox_is_read_in_order_and_marked_published<F: StoreFactory>(facto
     assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>()[0], rows[2].id);
     assert_eq!((rest.len(), store.backlog().await.unwrap()), (3, 3));
     assert_eq!(checked(&store).await.outbox.len(), 5, "published rows stay until pruned");
+}
+
+pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    for i in 0..6 {
+        payments.pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")]).await.unwrap();
+    }
+    let all: Vec<i64> = store.unpublished(100).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(all.len(), 6);
+    let refusal = "Broker: Message size too large";
+    store.park(all[1], refusal).await.unwrap();
+    let window: Vec<i64> = store.unpublished(3).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(window, [all[0], all[2], all[3]], "the parked row is skipped; the window reaches past it");
+    assert_eq!((store.backlog().await.unwrap(), store.parked().await.unwrap()), (5, 1));
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.parked, [(1, refusal.to_string())]);
+
+    store.mark_published(&window).await.unwrap();
+    store.mark_published(&[all[1]]).await.unwrap();
+    store.park(all[0], "too late: already published").await.unwrap();
+    let rest: Vec<i64> = store.unpublished(100).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(rest, [all[4], all[5]]);
+    assert_eq!(
+        (store.backlog().await.unwrap(), store.parked().await.unwrap()),
+        (2, 1),
+        "marking leaves a parked row parked; parking leaves a published row published"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let everything_old = RetentionPolicy {
+        inbox_max_age: std::time::Duration::ZERO,
+        published_outbox_max_age: std::time::Duration::ZERO,
+        idempotency_max_age: std::time::Duration::ZERO,
+        chunk_rows: 1,
+    };
+    assert_eq!(store.prune(everything_old).await.unwrap().outbox_rows, 3, "only the published rows");
+    let kept = store.snapshot().await;
+    assert_eq!(kept.outbox.len(), 3, "the parked row and the two unpublished ones stay");
+    assert_eq!(kept.parked, [(0, refusal.to_string())]);
+    assert_eq!(kept.outbox[0].key.as_deref(), Some("o-1"), "the parked row is the one refused");
+    assert_eq!(store.parked().await.unwrap(), 1);
 }
 
 pub async fn one_publisher_leads_at_a_time<F: StoreFactory>(factory: &F) {

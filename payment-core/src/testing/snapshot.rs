@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub inbox: BTreeSet<MessageId>,
     /// In outbox order.
     pub outbox: Vec<OutboxEvent>,
+    /// Parked outbox rows: their index in `outbox` and the broker's error, in outbox order.
+    pub parked: Vec<(usize, String)>,
     pub dead_letters: Vec<DeadLetter>,
     pub idempotency: BTreeMap<(UserId, IdempotencyKey), IdempotencyRecord>,
 }
@@ -124,6 +126,12 @@ impl Inspect for crate::memory::MemoryStore {
             payments: state.payments.iter().map(|(order, payment)| (order.clone(), payment.clone())).collect(),
             inbox: state.inbox.keys().cloned().collect(),
             outbox: state.outbox.iter().map(|row| row.event.clone()).collect(),
+            parked: state
+                .outbox
+                .iter()
+                .enumerate()
+                .filter_map(|(index, row)| Some((index, row.parked.clone()?)))
+                .collect(),
             dead_letters: state.dead_letters.clone(),
             idempotency: state.idempotency.clone().into_iter().collect(),
         }

@@ -119,6 +119,7 @@ struct DeadLetterRow {
     reason: String,
     detail: String,
     payload: Vec<u8>,
+    payload_original_bytes: Option<i64>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -159,6 +160,7 @@ impl Inspect for PgStore {
             .await
             .unwrap_or_else(|e| fail("read inbox", e));
         let outbox = self.all_outbox_rows().await.unwrap_or_else(|e| fail("read outbox", e));
+        let parked = self.parked_outbox_rows().await.unwrap_or_else(|e| fail("read parked outbox rows", e));
         let letters: Vec<DeadLetterRow> = sqlx::query_as("SELECT * FROM dead_letters ORDER BY seq")
             .fetch_all(pool)
             .await
@@ -188,6 +190,7 @@ impl Inspect for PgStore {
                 .collect(),
             inbox: inbox.into_iter().map(|id| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e))).collect(),
             outbox,
+            parked,
             dead_letters: letters
                 .into_iter()
                 .map(|row| DeadLetter {
@@ -200,6 +203,7 @@ impl Inspect for PgStore {
                     reason: reason(&row.reason),
                     detail: row.detail,
                     payload: row.payload,
+                    payload_original_bytes: row.payload_original_bytes.and_then(|n| u64::try_from(n).ok()),
                     created_at: row.created_at,
                 })
                 .collect(),
