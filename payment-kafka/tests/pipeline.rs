@@ -176,8 +176,12 @@ async fn a_broker_outage_loses_nothing<S: Store + Outbox + Inspect>(store: S) {
         // unapplied message is committed, and a restarted consumer finishes the work.
         let applied = store.snapshot().await.payments.len() as i64;
         assert!(committed(&broker, "payments") <= applied, "an offset was committed past an unapplied message");
-        eprintln!("consumer did not resume by itself after the outage; restarting it");
         if let Some(stuck) = consumer.take() {
+            let h = stuck.health();
+            eprintln!(
+                "consumer did not resume by itself after the outage; restarting it (received {}, applied {}, rebalances {}, stalls {}, replacements {})",
+                h.messages(), h.applied_messages(), h.rebalances(), h.stalls(), h.client_replacements()
+            );
             stuck.stop().await;
         }
         consumer = Some(broker.spawn_consumer(payments.clone(), broker.consumer_config()));
