@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::Settings;
+use crate::settings::{RetentionCheck, Settings};
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,13 @@ pub async fn run_until(settings: Settings, stop: impl Future<Output = ()>) -> Re
         }
     };
     let kafka = KafkaConfig { brokers, topics, extra: settings.kafka_properties.clone() };
+    // Refuse a protected librdkafka override before anything else starts.
+    kafka.check()?;
+    if _embedded.is_none() {
+        let refuse = settings.inbox_retention_check == RetentionCheck::Refuse;
+        let inbox = policy(&settings).inbox_max_age;
+        payment_kafka::check_inbox_retention(&kafka, inbox, refuse, Duration::from_secs(10)).await?;
+    }
     match &settings.database_url {
         Some(url) => {
             let store = PgStore::connect(
@@ -107,6 +114,7 @@ async fn serve<S: Store + Outbox + Retention>(
     let publisher_config = PublisherConfig {
         batch_rows: settings.outbox_batch_rows,
         poll_interval: Duration::from_millis(settings.outbox_poll_ms),
+        leader_give_up_after: Duration::from_secs(settings.outbox_leader_give_up_secs),
         ..PublisherConfig::default()
     };
     let publisher = OutboxPublisher::new(&kafka, publisher_config, store.clone())?;

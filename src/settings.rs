@@ -47,9 +47,17 @@ pub struct Settings {
     pub outbox_poll_ms: u64,
     #[arg(long, env = "OUTBOX_BATCH_ROWS", default_value_t = 1000)]
     pub outbox_batch_rows: u32,
+    /// A leader that publishes nothing for this long while rows wait gives up its lock, so that
+    /// another instance can try, in seconds.
+    #[arg(long, env = "OUTBOX_LEADER_GIVE_UP_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub outbox_leader_give_up_secs: u64,
     /// Inbox rows older than this are pruned; keep it above `pay.order`'s Kafka retention.
     #[arg(long, env = "INBOX_RETENTION_HOURS", default_value_t = 14 * 24)]
     pub inbox_retention_hours: u64,
+    /// What to do at start when the broker reports that `pay.order` keeps messages longer than
+    /// the inbox: `warn`, or `refuse` to start.
+    #[arg(long, env = "INBOX_RETENTION_CHECK", value_enum, default_value_t = RetentionCheck::Warn)]
+    pub inbox_retention_check: RetentionCheck,
     #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 7 * 24)]
     pub outbox_retention_hours: u64,
     /// At least 24 (SPEC §3).
@@ -57,6 +65,13 @@ pub struct Settings {
     pub idempotency_retention_hours: u64,
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600)]
     pub retention_interval_seconds: u64,
+}
+
+/// See [`Settings::inbox_retention_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetentionCheck {
+    Warn,
+    Refuse,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -87,6 +102,8 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(Settings::try_parse_from(["payment-service", "--idempotency-retention-hours", "1"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--kafka-property", "novalue"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-check", "maybe"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--outbox-leader-give-up-secs", "0"]).is_err());
         let ok = Settings::try_parse_from(["payment-service", "--kafka-property", "a=b,c=d"]).unwrap();
         assert_eq!(ok.kafka_properties, [("a".into(), "b".into()), ("c".into(), "d".into())]);
     }

@@ -191,3 +191,25 @@ impl Backoff {
         self.next = self.first;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_property_is_refused_and_others_pass_through() {
+        for (key, _) in PROTECTED_PROPERTIES {
+            let mut config = KafkaConfig::new("localhost:9092");
+            config.extra.push((format!(" {key}"), "x".into()));
+            match config.client(&[]) {
+                Err(KafkaError::ProtectedProperty { key: refused, .. }) => assert_eq!(refused, key),
+                other => panic!("{key} was not refused: {:?}", other.map(|_| ())),
+            }
+        }
+        let mut config = KafkaConfig::new("localhost:9092");
+        config.extra.push(("security.protocol".into(), "SSL".into()));
+        let client = config.client(&[("acks", "all".into())]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(client.get("security.protocol"), Some("SSL"));
+        assert_eq!(client.get("acks"), Some("all"));
+    }
+}

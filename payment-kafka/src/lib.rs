@@ -3,17 +3,24 @@
 //! The Kafka transport of `payment-core` (rdkafka), generic over the core's ports so the embedded
 //! default (in-memory store, mock cluster) and production (PostgreSQL, Kafka) run the same code:
 //!
-//! - [`PayOrderConsumer`] reads `pay.order` in bounded batches, applies each batch in one unit of
-//!   work (poison included: it becomes a dead letter in the same transaction) and stores offsets
-//!   only after the commit;
+//! - [`PayOrderConsumer`] reads `pay.order` on a fetch thread of its own, in bounded batches,
+//!   applies each batch in one unit of work (poison included: it becomes a dead letter in the same
+//!   transaction) and stores offsets only after the commit; [`ConsumerHealth`] counts its stalls,
+//!   client replacements, rebalances and closes;
 //! - [`OutboxPublisher`] publishes committed outbox rows (`order.paid`, `order.payment_failed`,
-//!   `pay.order.dlq`) with an idempotent producer, one active publisher per store.
+//!   `pay.order.dlq`) with an idempotent producer, one active publisher per store, and parks a row
+//!   the broker refuses for good instead of letting it block the rows behind it;
+//! - [`check_inbox_retention`] compares the inbox retention with `pay.order`'s at start.
+//!
+//! The librdkafka properties the guarantees rest on ([`PROTECTED_PROPERTIES`]) cannot be
+//! overridden through [`KafkaConfig::extra`]: constructors refuse them.
 
 mod config;
 mod consumer;
 mod error;
 mod probe;
 mod publisher;
+mod retention;
 pub mod telemetry;
 
 pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
@@ -21,3 +28,4 @@ pub use consumer::{ConsumerHealth, PayOrderConsumer};
 pub use error::KafkaError;
 pub use probe::KafkaProbe;
 pub use publisher::OutboxPublisher;
+pub use retention::{check_inbox_retention, inbox_covers, pay_order_retention, TopicRetention};

@@ -17,6 +17,9 @@ mod tx;
 pub mod testing;
 
 pub use error::PostgresError;
-pub use outbox::{PgLeader, PgWakeups, OUTBOX_CHANNEL, PUBLISHER_LOCK_KEY};
+pub use outbox::{
+    PgLeader, PgWakeups, LEADER_KEEPALIVE_COUNT, LEADER_KEEPALIVE_IDLE_SECS, LEADER_KEEPALIVE_INTERVAL_SECS,
+    OUTBOX_CHANNEL, PUBLISHER_LOCK_KEY,
+};
 pub use store::{PgConfig, PgStore};
 pub use tx::PgTx;

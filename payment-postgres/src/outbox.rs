@@ -17,6 +17,17 @@ pub const OUTBOX_CHANNEL: &str = "payment_outbox";
 /// The advisory lock key of the publisher: one active publisher per database.
 pub const PUBLISHER_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 
+/// Server-side TCP keepalives of the lock connection: idle seconds before the first probe, seconds
+/// between probes, probes lost before the server drops the connection. A leader whose host
+/// vanished without closing its socket thus loses the lock after about 30 s, not after the
+/// kernel's default of two hours, and a standby takes over.
+pub const LEADER_KEEPALIVE_IDLE_SECS: u32 = 15;
+pub const LEADER_KEEPALIVE_INTERVAL_SECS: u32 = 5;
+pub const LEADER_KEEPALIVE_COUNT: u32 = 3;
+/// Longest wait for the lock connection to answer whether it still holds the lock; past it the
+/// leader steps down (the server, or the way to it, is gone).
+const LEADER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
     id: i64,
@@ -44,15 +55,14 @@ pub struct PgLeader {
 #[async_trait]
 impl Leadership for PgLeader {
     async fn still_leading(&mut self) -> bool {
-        let held: Result<bool, _> = sqlx::query_scalar(
+        let held = sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_locks
              WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
                AND ((classid::BIGINT << 32) | objid::BIGINT) = $1)",
         )
         .bind(PUBLISHER_LOCK_KEY)
-        .fetch_one(&mut self.connection)
-        .await;
-        held.unwrap_or(false)
+        .fetch_one(&mut self.connection);
+        matches!(tokio::time::timeout(LEADER_CHECK_TIMEOUT, held).await, Ok(Ok(true)))
     }
 }
 
@@ -69,6 +79,19 @@ impl Wakeups for PgWakeups {
 }
 
 impl PgStore {
+    /// The options of the publisher's lock connection: the pool's, with server-side TCP
+    /// keepalives ([`LEADER_KEEPALIVE_IDLE_SECS`] and the two after it).
+    pub fn leader_connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        let idle = LEADER_KEEPALIVE_IDLE_SECS.to_string();
+        let interval = LEADER_KEEPALIVE_INTERVAL_SECS.to_string();
+        let count = LEADER_KEEPALIVE_COUNT.to_string();
+        (*self.pool.connect_options()).clone().options([
+            ("tcp_keepalives_idle", idle.as_str()),
+            ("tcp_keepalives_interval", interval.as_str()),
+            ("tcp_keepalives_count", count.as_str()),
+        ])
+    }
+
     /// Every outbox row, published or not, in id order (for tests and audits).
     pub async fn all_outbox_rows(&self) -> Result<Vec<OutboxEvent>, StoreError> {
         let rows = sqlx::query_as::<_, OutboxRow>(
@@ -147,7 +170,7 @@ impl Outbox for PgStore {
 
     async fn try_lead(&self) -> Result<Option<PgLeader>, StoreError> {
         // A connection of its own, outside the pool: when it dies, the server releases the lock.
-        let mut connection = self.pool.connect_options().connect().await.map_err(store_error)?;
+        let mut connection = self.leader_connect_options().connect().await.map_err(store_error)?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(PUBLISHER_LOCK_KEY)
             .fetch_one(&mut connection)

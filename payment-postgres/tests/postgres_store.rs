@@ -213,3 +213,28 @@ fn a_parked_row_is_requeued_by_the_documented_update() {
         assert_eq!((store.parked().await.unwrap(), store.backlog().await.unwrap()), (0, 2));
     });
 }
+
+/// The publisher's lock connection asks the server for TCP keepalives, so the lock of a leader
+/// whose host vanished is released in seconds; the rest of the pool keeps the server's defaults.
+#[test]
+fn the_leader_lock_connection_has_tcp_keepalives() {
+    use sqlx::ConnectOptions;
+    block_on(async {
+        let store = fresh_store(2).await;
+        let mut leader = store.leader_connect_options().connect().await.unwrap();
+        let setting = |name: &'static str| format!("SHOW {name}");
+        for (name, expected) in [
+            ("tcp_keepalives_idle", payment_postgres::LEADER_KEEPALIVE_IDLE_SECS),
+            ("tcp_keepalives_interval", payment_postgres::LEADER_KEEPALIVE_INTERVAL_SECS),
+            ("tcp_keepalives_count", payment_postgres::LEADER_KEEPALIVE_COUNT),
+        ] {
+            let value: String = sqlx::query_scalar(&setting(name)).fetch_one(&mut leader).await.unwrap();
+            let value = value.trim_end_matches('s');
+            assert_eq!(value, expected.to_string(), "{name} on the lock connection");
+        }
+        let pooled: String = sqlx::query_scalar("SHOW tcp_keepalives_idle").fetch_one(store.pool()).await.unwrap();
+        assert_ne!(pooled.trim_end_matches('s'), payment_postgres::LEADER_KEEPALIVE_IDLE_SECS.to_string());
+        let leading = store.try_lead().await.unwrap();
+        assert!(leading.is_some(), "the lock is taken on such a connection");
+    });
+}
