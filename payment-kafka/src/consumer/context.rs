@@ -18,7 +18,7 @@ use crate::telemetry;
 
 pub struct PayOrderContext {
     health: ConsumerHealth,
-    /// Per partition this member actively fetches from a reachable broker, from the latest
+    /// Per partition led by a reachable broker, from the latest
     /// statistics: messages on the broker past what this member has already received (or, before
     /// its first message, past the group's committed offset).
     waiting: Mutex<BTreeMap<(String, i32), i64>>,
@@ -80,7 +80,7 @@ impl ClientContext for PayOrderContext {
                     metrics::gauge!(telemetry::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                         .set(stats.consumer_lag as f64);
                 }
-                if stats.hi_offset >= 0 && stats.fetch_state == "active" && up.contains(&stats.broker) {
+                if stats.hi_offset >= 0 && up.contains(&stats.broker) {
                     waiting.insert((topic.clone(), *partition), (stats.hi_offset - received_up_to(stats)).max(0));
                 }
             }
