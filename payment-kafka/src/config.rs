@@ -111,7 +111,9 @@ pub struct ConsumerConfig {
     /// while it asks for them, before its client is replaced (see the consumer's docs).
     pub stall_timeout: Duration,
     /// Longest wait for a client to close (finish the batch in hand, commit, leave the group); past
-    /// it the client is left behind and the caller goes on.
+    /// it the client is left behind and the caller goes on. Keep it above `session_timeout`: a
+    /// member that leaves while the group is joining waits for that join round, which the
+    /// coordinator bounds by the session timeout.
     pub close_timeout: Duration,
 }
 
@@ -126,7 +128,7 @@ impl Default for ConsumerConfig {
             session_timeout: Duration::from_secs(10),
             statistics_interval: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
-            close_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(12),
         }
     }
 }

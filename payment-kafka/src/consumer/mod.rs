@@ -38,7 +38,8 @@
 //!
 //! Closing (at shutdown or replacement) stops fetching, lets the applier finish or abandon the
 //! batch in hand, stores what committed, commits, unsubscribes and serves the revocation, then
-//! destroys the client — on a thread, within `close_timeout`; a close that overruns is logged and
+//! destroys the client — on a thread, within `close_timeout` (12 s by default: above the session
+//! timeout, which bounds a close that meets a join round); a close that overruns is logged and
 //! left behind instead of hanging the service.
 
 mod context;

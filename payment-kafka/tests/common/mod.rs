@@ -103,7 +103,8 @@ impl Broker {
             retry_max_backoff: Duration::from_millis(500),
             statistics_interval: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(3),
-            close_timeout: Duration::from_secs(5),
+            // Above the session timeout, as in production (see `close_timeout`).
+            close_timeout: Duration::from_secs(8),
         }
     }
 
