@@ -67,6 +67,16 @@ async fn checked<S: Inspect>(store: &S) -> Snapshot {
     snapshot
 }
 
+/// A policy under which every row retention may delete is old enough, one row per chunk.
+fn everything_old() -> RetentionPolicy {
+    RetentionPolicy {
+        inbox_max_age: std::time::Duration::ZERO,
+        published_outbox_max_age: std::time::Duration::ZERO,
+        idempotency_max_age: std::time::Duration::ZERO,
+        chunk_rows: 1,
+    }
+}
+
 fn json(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap_or_else(|e| panic!("outbox payload is not JSON: {e}"))
 }
@@ -651,13 +661,7 @@ pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(fa
     );
 
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let everything_old = RetentionPolicy {
-        inbox_max_age: std::time::Duration::ZERO,
-        published_outbox_max_age: std::time::Duration::ZERO,
-        idempotency_max_age: std::time::Duration::ZERO,
-        chunk_rows: 1,
-    };
-    assert_eq!(store.prune(everything_old).await.unwrap().outbox_rows, 3, "only the published rows");
+    assert_eq!(store.prune(everything_old()).await.unwrap().outbox_rows, 3, "only the published rows");
     let kept = store.snapshot().await;
     assert_eq!(kept.outbox.len(), 3, "the parked row and the two unpublished ones stay");
     assert_eq!(kept.parked, [(0, refusal.to_string())]);
@@ -705,13 +709,7 @@ pub async fn retention_prunes_old_rows_only<F: StoreFactory>(factory: &F) {
     let keep = RetentionPolicy::default();
     assert_eq!(store.prune(keep).await.unwrap(), Default::default(), "nothing is old yet");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let everything_old = RetentionPolicy {
-        inbox_max_age: std::time::Duration::ZERO,
-        published_outbox_max_age: std::time::Duration::ZERO,
-        idempotency_max_age: std::time::Duration::ZERO,
-        chunk_rows: 1,
-    };
-    let pruned = store.prune(everything_old).await.unwrap();
+    let pruned = store.prune(everything_old()).await.unwrap();
     assert_eq!((pruned.inbox_rows, pruned.outbox_rows, pruned.idempotency_rows), (4, 2, 1));
     let snapshot = store.snapshot().await;
     assert_eq!(snapshot.outbox.len(), 2, "unpublished rows are never pruned");

@@ -94,23 +94,17 @@ impl Fetcher {
             };
             backoff.reset();
             let mut in_flight = 0;
-            match self.fetch(&client, &mut in_flight) {
-                Exit::Stop => {
-                    // The applier finishes (or abandons) the batch in hand and hangs up; only then
-                    // are the offsets final.
-                    let deadline = Instant::now() + self.config.close_timeout;
-                    self.settle(&client, &mut in_flight, deadline, true);
-                    close_within(client, deadline, &self.health);
-                    return;
-                }
-                Exit::Stalled => {
-                    let deadline = Instant::now() + self.config.close_timeout;
-                    self.settle(&client, &mut in_flight, deadline, false);
-                    close_within(client, deadline, &self.health);
-                    self.health.client_replaced();
-                    tracing::warn!("replaced a stalled Kafka client; its partitions resume at the committed offsets");
-                }
+            let exit = self.fetch(&client, &mut in_flight);
+            // At shutdown the applier finishes (or abandons) the batch in hand and hangs up; only
+            // then are the offsets final. A stalled client waits for the batches it handed over.
+            let deadline = Instant::now() + self.config.close_timeout;
+            self.settle(&client, &mut in_flight, deadline, matches!(exit, Exit::Stop));
+            close_within(client, deadline, &self.health);
+            if let Exit::Stop = exit {
+                return;
             }
+            self.health.client_replaced();
+            tracing::warn!("replaced a stalled Kafka client; its partitions resume at the committed offsets");
         }
     }
 
