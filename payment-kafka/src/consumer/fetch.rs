@@ -85,7 +85,8 @@ impl Fetcher {
                 Err(error) => {
                     let wait = backoff.next_wait();
                     tracing::error!(%error, ?wait, "cannot create the Kafka consumer; retrying");
-                    if self.stop.is_cancelled() {
+                    // Nobody would apply what this client fetched: stop retrying.
+                    if self.stop.is_cancelled() || self.batches.is_closed() {
                         return;
                     }
                     thread::sleep(wait);
