@@ -291,7 +291,12 @@ async fn the_statement_pages_back_complete_and_chained<S: Store + Inspect>(store
         let (newer, older) = (&pair[0], &pair[1]);
         let delta = if newer["kind"] == "deposit" { money(&newer["amount"]) } else { -money(&newer["amount"]) };
         assert_eq!(money(&older["balance_after"]) + delta, money(&newer["balance_after"]), "newest first, chained");
-        assert!(newer["created_at"].as_str() >= older["created_at"].as_str());
+        // As instants: RFC 3339 text drops trailing fractional zeros, so `…:01Z` sorts after `…:01.5Z`.
+        let at = |v: &Value| {
+            chrono::DateTime::parse_from_rfc3339(v["created_at"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("created_at of {v}: {e}"))
+        };
+        assert!(at(newer) >= at(older), "newest first: {newer} before {older}");
     }
     assert_eq!(entries[0]["kind"], "payment");
     assert_eq!(entries[0]["order_id"], "o9");
