@@ -18,9 +18,8 @@ use crate::telemetry;
 
 pub struct PayOrderContext {
     health: ConsumerHealth,
-    /// Per partition led by a reachable broker, from the latest
-    /// statistics: messages on the broker past what this member has already received (or, before
-    /// its first message, past the group's committed offset).
+    /// Per partition led by a reachable broker, from the latest statistics: messages on the broker
+    /// past what this member has received or the group has committed, whichever is later.
     waiting: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
@@ -41,16 +40,13 @@ impl PayOrderContext {
     }
 }
 
-/// Past which offset a partition's messages count as not yet received by this member: its
-/// position if it received any, else the group's committed offset, else the log start.
-fn received_up_to(stats: &rdkafka::statistics::Partition) -> i64 {
-    if stats.app_offset >= 0 {
-        stats.app_offset
-    } else if stats.committed_offset >= 0 {
-        stats.committed_offset
-    } else {
-        stats.lo_offset.max(0)
-    }
+/// Past which offset a partition's messages count as not yet received by this member: the later
+/// of its position and the group's committed offset. `None` while neither is known — just after
+/// an assignment, before the committed offset is fetched — since nothing can be said of it yet
+/// (counting from the log start then made an idle member look stalled). A position left over
+/// from an earlier assignment of the partition is behind the committed offset, hence the later.
+fn received_up_to(stats: &rdkafka::statistics::Partition) -> Option<i64> {
+    [stats.app_offset, stats.committed_offset].into_iter().filter(|offset| *offset >= 0).max()
 }
 
 impl ClientContext for PayOrderContext {
@@ -80,8 +76,8 @@ impl ClientContext for PayOrderContext {
                     metrics::gauge!(telemetry::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                         .set(stats.consumer_lag as f64);
                 }
-                if stats.hi_offset >= 0 && up.contains(&stats.broker) {
-                    waiting.insert((topic.clone(), *partition), (stats.hi_offset - received_up_to(stats)).max(0));
+                if let Some(received) = received_up_to(stats).filter(|_| up.contains(&stats.broker)) {
+                    waiting.insert((topic.clone(), *partition), (stats.hi_offset - received).max(0));
                 }
             }
         }
