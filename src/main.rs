@@ -1,4 +1,4 @@
-//! The payment service. `cargo run --example payment-service` runs it with no configuration on an
+//! The payment service binary. `cargo run` runs it with no configuration on an
 //! in-memory store and an embedded Kafka-protocol broker; `--help` lists every setting.
 
 use clap::Parser;
