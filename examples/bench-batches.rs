@@ -54,11 +54,11 @@ async fn run<S: Store>(payments: Payments<S>, length: Duration, shapes: &[(usize
                     let commands: Vec<Inbound> = (0..batch)
                         .map(|i| {
                             let n = offset + done + i;
-                            let order = PayOrder {
-                                order_id: OrderId::new(format!("o-{n}")).expect("order id"),
-                                user_id: users[n % USERS].clone(),
-                                amount: "0.01".parse::<Amount>().expect("amount"),
-                            };
+                            let order = PayOrder::new(
+                                OrderId::new(format!("o-{n}")).expect("order id"),
+                                users[n % USERS].clone(),
+                                "0.01".parse::<Amount>().expect("amount"),
+                            );
                             Inbound::pay(MessageId::new(format!("m-{n}")).expect("message id"), order)
                         })
                         .collect();

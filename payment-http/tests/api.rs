@@ -71,11 +71,8 @@ impl<S: Store + Inspect> Api<S> {
     }
 
     async fn pay(&self, id: &str, order: &str, user: &str, amount: &str) {
-        let order = PayOrder {
-            order_id: OrderId::new(order).unwrap(),
-            user_id: UserId::new(user).unwrap(),
-            amount: amount.parse::<Amount>().unwrap(),
-        };
+        let order =
+            PayOrder::new(OrderId::new(order).unwrap(), UserId::new(user).unwrap(), amount.parse::<Amount>().unwrap());
         self.payments.pay_orders(&[Inbound::pay(MessageId::new(id).unwrap(), order)]).await.unwrap();
     }
 }

@@ -14,11 +14,8 @@ use payment_postgres::PgStore;
 use sqlx::Row;
 
 fn command(id: &str, order: &str, user: &str, amount: &str) -> Inbound {
-    let order = PayOrder {
-        order_id: OrderId::new(order).unwrap(),
-        user_id: UserId::new(user).unwrap(),
-        amount: amount.parse::<Amount>().unwrap(),
-    };
+    let order =
+        PayOrder::new(OrderId::new(order).unwrap(), UserId::new(user).unwrap(), amount.parse::<Amount>().unwrap());
     Inbound::pay(MessageId::new(id).unwrap(), order)
 }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{BalanceUpdate, Effects};
 use crate::domain::{
-    Account, Balance, Command, DeadLetter, DeadLetterReason, EntryKind, FailureReason, Inbound, LedgerEntry, MessageId,
-    OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, UserId,
+    Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryKind, FailureReason, Inbound, LedgerEntry,
+    MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, UserId,
 };
 
 /// What a store must load for a batch: one call each.
@@ -140,12 +140,15 @@ impl Decider<'_> {
                 DeadLetterReason::ConflictingDuplicate,
                 format!("order {order_id} is already paid; an invalid command for it is not applied"),
             ),
-            Command::Invalid { order_id, user_id, amount, reason } => {
+            Command::Invalid { order_id, order_id_type, user_id, amount, reason } => {
+                let order_id = Echoed { id: order_id.clone(), json_type: *order_id_type };
                 self.fail(message, order_id, user_id.clone(), amount.clone(), *reason)
             }
             Command::Pay(order) => match self.state.payments.get(&order.order_id) {
                 Some(paid) if paid.user_id == order.user_id && paid.amount == order.amount => {
-                    self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(paid), &message.identity));
+                    self.effects
+                        .outbox
+                        .push(OutboxEvent::paid(&OrderPaid::of(paid, order.id_types), &message.identity));
                     Outcome::AlreadyPaid { event_id: paid.event_id }
                 }
                 Some(paid) => {
@@ -187,7 +190,7 @@ impl Decider<'_> {
             order_id: Some(order.order_id.clone()),
             created_at: self.now,
         });
-        self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(&payment), &message.identity));
+        self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(&payment, order.id_types), &message.identity));
         let outcome = Outcome::Paid { transaction_id: payment.transaction_id, event_id: payment.event_id };
         self.state.payments.insert(payment.order_id.clone(), payment.clone());
         self.effects.payments.push(payment);
@@ -195,21 +198,22 @@ impl Decider<'_> {
     }
 
     fn fail_order(&mut self, message: &Inbound, order: &PayOrder, reason: FailureReason) -> Outcome {
-        let (user_id, amount) = (serde_json::json!(order.user_id), serde_json::json!(order.amount));
-        self.fail(message, &order.order_id, user_id, amount, reason)
+        let user_id = serde_json::json!(Echoed { id: &order.user_id, json_type: order.id_types.user_id });
+        let order_id = Echoed { id: order.order_id.clone(), json_type: order.id_types.order_id };
+        self.fail(message, order_id, user_id, serde_json::json!(order.amount), reason)
     }
 
     fn fail(
         &mut self,
         message: &Inbound,
-        order_id: &OrderId,
+        order_id: Echoed<OrderId>,
         user_id: serde_json::Value,
         amount: serde_json::Value,
         reason: FailureReason,
     ) -> Outcome {
         let event = OrderPaymentFailed {
             event_id: (self.new_id)(),
-            order_id: order_id.clone(),
+            order_id,
             user_id,
             amount,
             status: "failed",

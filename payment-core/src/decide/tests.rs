@@ -19,11 +19,11 @@ fn counter() -> impl FnMut() -> Uuid {
 }
 
 fn order(id: &str, order: &str, user: &str, cents: i64) -> Inbound {
-    let pay = PayOrder {
-        order_id: OrderId::new(order).unwrap(),
-        user_id: UserId::new(user).unwrap(),
-        amount: Amount::new(Decimal::new(cents, 2)).unwrap(),
-    };
+    let pay = PayOrder::new(
+        OrderId::new(order).unwrap(),
+        UserId::new(user).unwrap(),
+        Amount::new(Decimal::new(cents, 2)).unwrap(),
+    );
     Inbound::pay(MessageId::new(id).unwrap(), pay)
 }
 
@@ -160,4 +160,28 @@ fn a_dead_letter_keeps_at_most_the_cap_and_its_event_says_so() {
     assert_eq!((small.payload.as_slice(), small.payload_original_bytes), (&b"nope"[..], None));
     assert_eq!(small_event.payload, b"nope");
     assert_eq!((small_event.header("payload-truncated"), small_event.header("payload-original-bytes")), (None, None));
+}
+
+#[test]
+fn events_echo_the_json_type_of_each_commands_ids() {
+    let decode = |offset: i64, json: &str| {
+        let origin = Origin { topic: "pay.order".into(), partition: 0, offset };
+        Inbound::decode(json.as_bytes(), None, origin)
+    };
+    let batch = [
+        decode(0, r#"{"order_id":42,"user_id":7,"amount":1}"#),
+        decode(1, r#"{"order_id":"42","user_id":"7","amount":"1.00"}"#),
+        decode(2, r#"{"order_id":43,"user_id":7,"amount":1000}"#),
+        decode(3, r#"{"order_id":44,"user_id":8,"amount":1}"#),
+        decode(4, r#"{"order_id":45,"user_id":7,"amount":"x"}"#),
+    ];
+    let decision = decide_payments(state(&batch, &[("7", 500)], &[]), &batch, Utc::now(), &mut counter());
+    let bodies: Vec<serde_json::Value> =
+        decision.effects.outbox.iter().map(|e| serde_json::from_slice(&e.payload).unwrap()).collect();
+    let ids: Vec<String> = bodies.iter().map(|b| format!("{} {}", b["order_id"], b["user_id"])).collect();
+    // Paid; the re-sent command in strings gets the same event in its own spelling; failed for
+    // funds, for a missing account and for an invalid amount.
+    assert_eq!(ids, [r#"42 7"#, r#""42" "7""#, "43 7", "44 8", "45 7"]);
+    assert_eq!(bodies[0]["event_id"], bodies[1]["event_id"]);
+    assert_eq!(decision.effects.outbox[1].key.as_deref(), Some("42"));
 }

@@ -4,14 +4,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Amount, DeadLetter, FailureReason, MessageId, OrderId, Payment, UserId};
+use super::{Amount, DeadLetter, Echoed, FailureReason, IdTypes, MessageId, OrderId, Payment, UserId};
 
 /// `order.paid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderPaid {
     pub event_id: Uuid,
-    pub order_id: OrderId,
-    pub user_id: UserId,
+    pub order_id: Echoed<OrderId>,
+    pub user_id: Echoed<UserId>,
     pub amount: Amount,
     pub status: &'static str,
     pub transaction_id: Uuid,
@@ -20,12 +20,13 @@ pub struct OrderPaid {
 }
 
 impl OrderPaid {
-    /// The event of a payment; the same payment always gives the same event.
-    pub fn of(payment: &Payment) -> Self {
+    /// The event of a payment, its ids spelled as `ids` says: the same payment always gives the
+    /// same `event_id` and values; a re-sent command sees its ids in its own JSON types.
+    pub fn of(payment: &Payment, ids: IdTypes) -> Self {
         Self {
             event_id: payment.event_id,
-            order_id: payment.order_id.clone(),
-            user_id: payment.user_id.clone(),
+            order_id: Echoed { id: payment.order_id.clone(), json_type: ids.order_id },
+            user_id: Echoed { id: payment.user_id.clone(), json_type: ids.user_id },
             amount: payment.amount,
             status: "success",
             transaction_id: payment.transaction_id,
@@ -39,7 +40,7 @@ impl OrderPaid {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderPaymentFailed {
     pub event_id: Uuid,
-    pub order_id: OrderId,
+    pub order_id: Echoed<OrderId>,
     pub user_id: serde_json::Value,
     pub amount: serde_json::Value,
     pub status: &'static str,
@@ -90,11 +91,11 @@ pub struct OutboxEvent {
 impl OutboxEvent {
     /// `order.paid` with the SPEC §4 headers; `correlation` is the command that caused it.
     pub fn paid(event: &OrderPaid, correlation: &MessageId) -> Self {
-        Self::outcome(EventKind::OrderPaid, event.event_id, &event.order_id, correlation, event)
+        Self::outcome(EventKind::OrderPaid, event.event_id, &event.order_id.id, correlation, event)
     }
 
     pub fn failed(event: &OrderPaymentFailed, correlation: &MessageId) -> Self {
-        Self::outcome(EventKind::OrderPaymentFailed, event.event_id, &event.order_id, correlation, event)
+        Self::outcome(EventKind::OrderPaymentFailed, event.event_id, &event.order_id.id, correlation, event)
     }
 
     fn outcome(

@@ -98,6 +98,48 @@ impl MessageId {
     }
 }
 
+/// The JSON type a user or order id arrived in. Events echo it, so that a typed consumer (a Go
+/// struct with `int64` ids, say) decodes its own ids; `42` and `"42"` are still the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum JsonIdType {
+    /// A JSON string, and every id not read from JSON.
+    #[default]
+    String,
+    /// A JSON integer.
+    Integer,
+}
+
+impl JsonIdType {
+    /// The type of `value` as an id: an integer, or (for anything else) a string.
+    pub fn of(value: &serde_json::Value) -> Self {
+        if value.is_number() {
+            JsonIdType::Integer
+        } else {
+            JsonIdType::String
+        }
+    }
+}
+
+/// An id as an event echoes it: its text, serialised in the JSON type of the command that named
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Echoed<T> {
+    pub id: T,
+    pub json_type: JsonIdType,
+}
+
+impl<T: fmt::Display> Serialize for Echoed<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = self.id.to_string();
+        // An integer id was read from a JSON integer, whose decimal text is kept exactly
+        // (`arbitrary_precision`), so it parses back; were it not to, the text is still the id.
+        match (self.json_type, text.parse::<serde_json::Number>()) {
+            (JsonIdType::Integer, Ok(number)) => number.serialize(serializer),
+            _ => serializer.serialize_str(&text),
+        }
+    }
+}
+
 /// Reads a string-or-integer id from JSON; integers keep their decimal text.
 pub(crate) fn id_text_from_json(kind: &'static str, value: &serde_json::Value) -> Result<String, IdError> {
     match value {

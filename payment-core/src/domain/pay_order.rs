@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::money::decimal_from_json;
-use super::{Amount, DeadLetterReason, FailureReason, MessageId, OrderId, Origin, UserId};
+use super::{Amount, DeadLetterReason, Echoed, FailureReason, JsonIdType, MessageId, OrderId, Origin, UserId};
 
 /// Largest `pay.order` payload decoded; larger ones are dead-lettered as malformed.
 pub const MAX_PAY_ORDER_BYTES: usize = 64 * 1024;
@@ -18,6 +18,22 @@ pub struct PayOrder {
     pub order_id: OrderId,
     pub user_id: UserId,
     pub amount: Amount,
+    /// How the command spelled its ids, for the events to echo.
+    pub id_types: IdTypes,
+}
+
+impl PayOrder {
+    /// A command built in process: its ids are echoed as JSON strings.
+    pub fn new(order_id: OrderId, user_id: UserId, amount: Amount) -> Self {
+        Self { order_id, user_id, amount, id_types: IdTypes::default() }
+    }
+}
+
+/// The JSON types of a command's ids (strings for a command built in process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdTypes {
+    pub order_id: JsonIdType,
+    pub user_id: JsonIdType,
 }
 
 /// What a message asks for, as far as it can be understood.
@@ -29,6 +45,7 @@ pub enum Command {
     /// known, but the user or the amount is not valid.
     Invalid {
         order_id: OrderId,
+        order_id_type: JsonIdType,
         /// `user_id` and `amount` exactly as received (`null` when absent).
         user_id: Value,
         amount: Value,
@@ -52,8 +69,8 @@ impl Inbound {
     pub fn pay(identity: MessageId, order: PayOrder) -> Self {
         let payload = serde_json::to_vec(&serde_json::json!({
             "message_id": identity,
-            "order_id": order.order_id,
-            "user_id": order.user_id,
+            "order_id": Echoed { id: &order.order_id, json_type: order.id_types.order_id },
+            "user_id": Echoed { id: &order.user_id, json_type: order.id_types.user_id },
             "amount": order.amount,
         }))
         .unwrap_or_default();
@@ -91,14 +108,15 @@ impl Inbound {
 }
 
 fn command_of(fields: &serde_json::Map<String, Value>) -> Command {
-    let order_id = match fields.get("order_id") {
-        None | Some(Value::Null) => {
+    let order_value = fields.get("order_id").unwrap_or(&Value::Null);
+    let order_id = match order_value {
+        Value::Null => {
             return Command::Undecodable {
                 reason: DeadLetterReason::MissingField,
                 detail: "order_id is missing".into(),
             }
         }
-        Some(value) => match OrderId::from_json(value) {
+        value => match OrderId::from_json(value) {
             Ok(order_id) => order_id,
             Err(error) => {
                 return Command::Undecodable { reason: DeadLetterReason::InvalidField, detail: error.to_string() }
@@ -107,8 +125,10 @@ fn command_of(fields: &serde_json::Map<String, Value>) -> Command {
     };
     let user_value = fields.get("user_id").cloned().unwrap_or(Value::Null);
     let amount_value = fields.get("amount").cloned().unwrap_or(Value::Null);
+    let id_types = IdTypes { order_id: JsonIdType::of(order_value), user_id: JsonIdType::of(&user_value) };
     let invalid = |reason| Command::Invalid {
         order_id: order_id.clone(),
+        order_id_type: id_types.order_id,
         user_id: user_value.clone(),
         amount: amount_value.clone(),
         reason,
@@ -119,7 +139,7 @@ fn command_of(fields: &serde_json::Map<String, Value>) -> Command {
     let Ok(amount) = decimal_from_json(&amount_value).and_then(Amount::new) else {
         return invalid(FailureReason::InvalidAmount);
     };
-    Command::Pay(PayOrder { order_id, user_id, amount })
+    Command::Pay(PayOrder { order_id, user_id, amount, id_types })
 }
 
 #[cfg(test)]
@@ -158,6 +178,11 @@ mod tests {
             (order.order_id.as_str(), order.user_id.as_str(), order.amount.to_string().as_str()),
             ("12", "42", "10.5")
         );
+        assert_eq!(order.id_types, IdTypes { order_id: JsonIdType::Integer, user_id: JsonIdType::Integer });
+        let Command::Pay(order) = decode(r#"{"order_id":"12","user_id":42,"amount":1}"#, None).command else {
+            panic!("a payment")
+        };
+        assert_eq!(order.id_types, IdTypes { order_id: JsonIdType::String, user_id: JsonIdType::Integer });
     }
 
     #[test]
