@@ -28,6 +28,11 @@ impl Default for Topics {
 }
 
 impl Topics {
+    /// Every topic the service reads or writes.
+    pub fn all(&self) -> [&str; 4] {
+        [&self.pay_order, &self.order_paid, &self.order_payment_failed, &self.dead_letter]
+    }
+
     /// Where an outbox event goes.
     pub fn of(&self, kind: EventKind) -> &str {
         match kind {

@@ -9,6 +9,8 @@ pub enum KafkaError {
     Subscribe { topic: String, source: rdkafka::error::KafkaError },
     #[error("the librdkafka property `{key}` may not be overridden: {reason}")]
     ProtectedProperty { key: String, reason: &'static str },
+    #[error("cannot create the topics: {0}")]
+    Topics(String),
     #[error("{topic}: {shortfall}; a replay of older messages would pay them again (raise the inbox retention)")]
     InboxRetention { topic: String, shortfall: String },
 }

@@ -10,6 +10,7 @@
 //! - [`OutboxPublisher`] publishes committed outbox rows (`order.paid`, `order.payment_failed`,
 //!   `pay.order.dlq`) with an idempotent producer, one active publisher per store, and parks a row
 //!   the broker refuses for good instead of letting it block the rows behind it;
+//! - [`ensure_topics`] creates missing topics on a real cluster;
 //! - [`check_inbox_retention`] compares the inbox retention with `pay.order`'s at start.
 //!
 //! The librdkafka properties the guarantees rest on ([`PROTECTED_PROPERTIES`]) cannot be
@@ -22,6 +23,7 @@ mod probe;
 mod publisher;
 mod retention;
 pub mod telemetry;
+mod topics;
 
 pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
 pub use consumer::{ConsumerHealth, PayOrderConsumer};
@@ -29,3 +31,4 @@ pub use error::KafkaError;
 pub use probe::KafkaProbe;
 pub use publisher::OutboxPublisher;
 pub use retention::{check_inbox_retention, inbox_covers, pay_order_retention, TopicRetention};
+pub use topics::{ensure_topics, TopicLayout};

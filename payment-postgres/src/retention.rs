@@ -18,7 +18,7 @@ const PRUNE_KEYS: &str = "DELETE FROM idempotency_keys WHERE (user_id, key) IN
 
 impl PgStore {
     async fn prune_table(&self, statement: &str, age: std::time::Duration, chunk_rows: u32) -> Result<u64, StoreError> {
-        let before = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        let before = RetentionPolicy::cutoff(Utc::now(), age);
         let chunk = i64::from(chunk_rows.max(1));
         let mut total = 0;
         loop {

@@ -37,7 +37,7 @@ impl Wakeups for MemoryWakeups {
 }
 
 fn cutoff(age: std::time::Duration) -> chrono::DateTime<Utc> {
-    Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+    RetentionPolicy::cutoff(Utc::now(), age)
 }
 
 #[async_trait]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::StoreError;
 
@@ -29,6 +30,17 @@ impl Default for RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// The instant before which rows of `max_age` are old, as seen at `now`. An age reaching
+    /// past the calendar's start prunes nothing instead of overflowing.
+    pub fn cutoff(now: DateTime<Utc>, max_age: Duration) -> DateTime<Utc> {
+        chrono::Duration::from_std(max_age)
+            .ok()
+            .and_then(|age| now.checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
 /// Rows removed by one pruning run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -41,4 +53,18 @@ pub struct Pruned {
 pub trait Retention: Send + Sync {
     /// Deletes rows older than the policy's ages, chunk by chunk, until none is left.
     async fn prune(&self, policy: RetentionPolicy) -> Result<Pruned, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_past_the_calendar_prune_nothing_instead_of_panicking() {
+        let now = Utc::now();
+        assert_eq!(RetentionPolicy::cutoff(now, Duration::from_secs(60)), now - chrono::Duration::seconds(60));
+        for age in [Duration::from_secs(10_000_000_000 * 3600), Duration::MAX] {
+            assert_eq!(RetentionPolicy::cutoff(now, age), DateTime::<Utc>::MIN_UTC);
+        }
+    }
 }
