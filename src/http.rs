@@ -1,4 +1,5 @@
-//! The HTTP application of the service: the payment-http router with this process's metrics.
+//! The service's HTTP routers: the accounts API and the operations endpoints, whose readiness
+//! also asks Kafka when the service consumes from it.
 
 use std::sync::Arc;
 
@@ -6,17 +7,26 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use payment_core::ports::Store;
 use payment_core::Payments;
-use payment_http::{router, ApiState, Limits, ReadinessCheck};
+use payment_http::{ApiState, Limits, ReadinessCheck};
 use payment_kafka::KafkaProbe;
 
-/// `/readyz` also asks Kafka, as the consumer and the publisher need it.
-pub fn app<S: Store>(payments: Payments<S>, metrics: PrometheusHandle, kafka: KafkaProbe) -> Router {
-    let kafka = Arc::new(kafka);
-    let readiness: ReadinessCheck = Arc::new(move || {
-        let kafka = kafka.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || kafka.check()).await.unwrap_or_else(|e| Err(e.to_string()))
-        })
+/// `(accounts, operations)`.
+pub fn routers<S: Store>(
+    payments: Payments<S>,
+    metrics: Option<PrometheusHandle>,
+    kafka: Option<KafkaProbe>,
+    limits: Limits,
+) -> (Router, Router) {
+    let readiness = kafka.map(|kafka| {
+        let kafka = Arc::new(kafka);
+        let check: ReadinessCheck = Arc::new(move || {
+            let kafka = kafka.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || kafka.check()).await.unwrap_or_else(|e| Err(e.to_string()))
+            })
+        });
+        check
     });
-    router(ApiState { payments, metrics: Some(metrics), readiness: Some(readiness) }, Limits::default())
+    let state = ApiState { payments, metrics, readiness };
+    (payment_http::router(state, limits), Router::new())
 }

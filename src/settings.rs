@@ -1,9 +1,14 @@
-//! Every setting of the service, as a CLI flag and an environment variable (SPEC §6).
+//! Every setting of the binary, as a CLI flag and an environment variable. Each is bounded, so
+//! a value the service cannot honour is refused at start with the flag's name.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use payment_core::ports::RetentionPolicy;
+
+/// Longest retention accepted, in hours (ten years).
+const MAX_RETENTION_HOURS: u64 = 10 * 365 * 24;
 
 /// The payment service: HTTP accounts API, `pay.order` consumer, outbox publisher.
 ///
@@ -18,16 +23,28 @@ pub struct Settings {
     /// PostgreSQL URL; without it the store is in memory and lost at exit.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Size of the PostgreSQL connection pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_max_connections: u32,
     /// Kafka bootstrap servers; without them an in-process mock cluster is started.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+    /// Consumer group of `pay.order`; instances with the same group share the partitions.
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "payment-service")]
     pub kafka_group_id: String,
     /// Extra librdkafka properties, `key=value`, repeatable (e.g. `security.protocol=SSL`).
     #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = key_value)]
     pub kafka_properties: Vec<(String, String)>,
+    /// On a real cluster, create missing topics at start (`--create-topics false` to leave them
+    /// to the operator).
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+    /// Partitions of a topic the service creates.
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub topic_partitions: i32,
+    /// Replication factor of a topic the service creates.
+    #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=32))]
+    pub topic_replication_factor: i32,
     #[arg(long, env = "TOPIC_PAY_ORDER", default_value = "pay.order")]
     pub topic_pay_order: String,
     #[arg(long, env = "TOPIC_ORDER_PAID", default_value = "order.paid")]
@@ -37,40 +54,45 @@ pub struct Settings {
     #[arg(long, env = "TOPIC_DEAD_LETTER", default_value = "pay.order.dlq")]
     pub topic_dead_letter: String,
     /// Most `pay.order` messages per batch (one database transaction).
-    #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 500)]
+    #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub batch_max_messages: usize,
     /// How long a batch waits for more messages after its first, in milliseconds.
-    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20)]
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub batch_linger_ms: u64,
     /// Fallback poll of the outbox when no notification arrives, in milliseconds.
-    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1000)]
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub outbox_poll_ms: u64,
-    #[arg(long, env = "OUTBOX_BATCH_ROWS", default_value_t = 1000)]
+    /// Most outbox rows published per round.
+    #[arg(long, env = "OUTBOX_BATCH_ROWS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub outbox_batch_rows: u32,
     /// A leader that publishes nothing for this long while rows wait gives up its lock, so that
     /// another instance can try, in seconds.
     #[arg(long, env = "OUTBOX_LEADER_GIVE_UP_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub outbox_leader_give_up_secs: u64,
     /// Inbox rows older than this are pruned; keep it above `pay.order`'s Kafka retention.
-    #[arg(long, env = "INBOX_RETENTION_HOURS", default_value_t = 14 * 24)]
+    #[arg(long, env = "INBOX_RETENTION_HOURS", default_value_t = 14 * 24, value_parser = clap::value_parser!(u64).range(1..=MAX_RETENTION_HOURS))]
     pub inbox_retention_hours: u64,
     /// What to do at start when the broker reports that `pay.order` keeps messages longer than
     /// the inbox: `warn`, or `refuse` to start.
     #[arg(long, env = "INBOX_RETENTION_CHECK", value_enum, default_value_t = RetentionCheck::Warn)]
     pub inbox_retention_check: RetentionCheck,
-    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 7 * 24)]
+    /// Published outbox rows older than this are pruned (unpublished ones never are).
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 7 * 24, value_parser = clap::value_parser!(u64).range(1..=MAX_RETENTION_HOURS))]
     pub outbox_retention_hours: u64,
-    /// At least 24 (SPEC §3).
-    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..))]
+    /// How long a deposit's `Idempotency-Key` is remembered; at least 24.
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(24..=MAX_RETENTION_HOURS))]
     pub idempotency_retention_hours: u64,
-    #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600)]
+    /// Time between two retention passes.
+    #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub retention_interval_seconds: u64,
 }
 
 /// See [`Settings::inbox_retention_check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RetentionCheck {
+    /// Log a warning and start.
     Warn,
+    /// Refuse to start.
     Refuse,
 }
 
@@ -82,8 +104,16 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 impl Settings {
-    pub fn batch_linger(&self) -> Duration {
-        Duration::from_millis(self.batch_linger_ms)
+    /// The retention ages, in the core's terms. The hours are bounded by their parsers, so the
+    /// products cannot overflow.
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        let hours = |n: u64| Duration::from_secs(n.saturating_mul(3600));
+        RetentionPolicy {
+            inbox_max_age: hours(self.inbox_retention_hours),
+            published_outbox_max_age: hours(self.outbox_retention_hours),
+            idempotency_max_age: hours(self.idempotency_retention_hours),
+            ..RetentionPolicy::default()
+        }
     }
 }
 
@@ -104,6 +134,9 @@ mod tests {
         assert!(Settings::try_parse_from(["payment-service", "--kafka-property", "novalue"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-check", "maybe"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--outbox-leader-give-up-secs", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-hours", "10000000000"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--batch-max-messages", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--topic-partitions", "0"]).is_err());
         let ok = Settings::try_parse_from(["payment-service", "--kafka-property", "a=b,c=d"]).unwrap();
         assert_eq!(ok.kafka_properties, [("a".into(), "b".into()), ("c".into(), "d".into())]);
     }

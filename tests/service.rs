@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use payment_service::{run_until, Settings};
+use payment_service::{process, Settings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -35,7 +35,7 @@ fn a_shop_pays_an_order_end_to_end() {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The service future holds no embedded broker here, but is not Send; run it beside the
         // scenario on this task.
-        let service = run_until(settings, async {
+        let service = process::run(settings, None, async {
             let _ = stopped.await;
         });
         let scenario = async move {

@@ -1,0 +1,134 @@
+//! What the `payment-service` binary runs: [`Settings`] → a store (PostgreSQL, or in memory),
+//! a Kafka cluster (or an embedded one) → [`PaymentService`] → an HTTP listener, until `stop`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use payment_core::memory::MemoryStore;
+use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
+use payment_kafka::{ConsumerConfig, KafkaConfig, PublisherConfig, TopicLayout, Topics};
+use payment_postgres::{PgConfig, PgStore};
+use rdkafka::mocking::MockCluster;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{RetentionCheck, Settings};
+use crate::{PaymentService, ServiceError};
+
+/// Partitions of each topic on the embedded broker.
+const EMBEDDED_PARTITIONS: i32 = 4;
+/// How long the start waits for the cluster's answer about topics and their retention.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the service until `stop` completes, then stops taking work, finishes the batch in hand,
+/// flushes the outbox and returns. `metrics` is rendered at `/metrics`.
+pub async fn run(
+    settings: Settings,
+    metrics: Option<PrometheusHandle>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let topics = Topics {
+        pay_order: settings.topic_pay_order.clone(),
+        order_paid: settings.topic_order_paid.clone(),
+        order_payment_failed: settings.topic_order_payment_failed.clone(),
+        dead_letter: settings.topic_dead_letter.clone(),
+    };
+    // The embedded broker lives on this task (it is not Send) until the service stops.
+    let (embedded, brokers) = match &settings.kafka_brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let cluster = MockCluster::new(1).map_err(ServiceError::EmbeddedBroker)?;
+            for topic in topics.all() {
+                cluster.create_topic(topic, EMBEDDED_PARTITIONS, 1).map_err(ServiceError::EmbeddedBroker)?;
+            }
+            let brokers = cluster.bootstrap_servers();
+            tracing::warn!(bootstrap_servers = %brokers, "KAFKA_BROKERS unset: embedded Kafka-protocol broker (librdkafka mock cluster) started; produce pay.order there");
+            (Some(cluster), brokers)
+        }
+    };
+    if embedded.is_some() {
+        // On its own line, for a person to copy into a Kafka client.
+        println!("Kafka bootstrap servers: {brokers}");
+    }
+    let kafka = KafkaConfig { brokers, topics, extra: settings.kafka_properties.clone() };
+    // Refuse a protected librdkafka override before anything else starts.
+    kafka.check()?;
+    let policy = settings.retention_policy();
+    if embedded.is_none() {
+        if settings.create_topics {
+            let layout = TopicLayout {
+                partitions: settings.topic_partitions,
+                replication_factor: settings.topic_replication_factor,
+            };
+            payment_kafka::ensure_topics(&kafka, layout, ADMIN_TIMEOUT).await?;
+        }
+        let refuse = settings.inbox_retention_check == RetentionCheck::Refuse;
+        payment_kafka::check_inbox_retention(&kafka, policy.inbox_max_age, refuse, ADMIN_TIMEOUT).await?;
+    }
+    match &settings.database_url {
+        Some(url) => {
+            let config = PgConfig { max_connections: settings.database_max_connections, ..PgConfig::default() };
+            let store = PgStore::connect(url, &config).await?;
+            store.migrate().await?;
+            tracing::info!("PostgreSQL store ready, migrations applied");
+            serve(store, &settings, kafka, policy, metrics, stop).await
+        }
+        None => {
+            tracing::warn!(
+                "DATABASE_URL unset: IN-MEMORY STORE, NOT DURABLE — every account and payment is lost at exit"
+            );
+            serve(MemoryStore::new(), &settings, kafka, policy, metrics, stop).await
+        }
+    }
+}
+
+async fn serve<S: Store + Outbox + Retention>(
+    store: S,
+    settings: &Settings,
+    kafka: KafkaConfig,
+    policy: RetentionPolicy,
+    metrics: Option<PrometheusHandle>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let consumer = ConsumerConfig {
+        group_id: settings.kafka_group_id.clone(),
+        batch_max_messages: settings.batch_max_messages,
+        batch_linger: Duration::from_millis(settings.batch_linger_ms),
+        ..ConsumerConfig::default()
+    };
+    let publisher = PublisherConfig {
+        batch_rows: settings.outbox_batch_rows,
+        poll_interval: Duration::from_millis(settings.outbox_poll_ms),
+        leader_give_up_after: Duration::from_secs(settings.outbox_leader_give_up_secs),
+        ..PublisherConfig::default()
+    };
+    let mut service = PaymentService::new(store)
+        .kafka(kafka, consumer, publisher)
+        .retention(policy, Duration::from_secs(settings.retention_interval_seconds));
+    if let Some(metrics) = metrics {
+        service = service.metrics(metrics);
+    }
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|source| ServiceError::Listen { addr: settings.http_addr, source })?;
+    let shutdown = CancellationToken::new();
+    let running = service.start(&shutdown)?;
+    let app = running.accounts.clone().merge(running.operations.clone());
+    tracing::info!(addr = %settings.http_addr, "HTTP API listening");
+    let http_shutdown = shutdown.clone();
+    let http = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+
+    let stopping = async {
+        tokio::select! {
+            () = stop => tracing::info!("shutting down: no new work; finishing the batch in hand and flushing the outbox"),
+            () = shutdown.cancelled() => {}
+        }
+        shutdown.cancel();
+    };
+    let (served, ()) = tokio::join!(async { http.await }, stopping);
+    let stopped = running.stopped().await;
+    served.map_err(ServiceError::Http)?;
+    stopped?;
+    tracing::info!("stopped");
+    Ok(())
+}
