@@ -7,12 +7,13 @@
 //! this process holds. When the process ends — normally, by `exit`, panic or signal — the kernel
 //! closes the pipe, `read` returns, and the supervisor stops the server and deletes its files.
 
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Why no server is available.
@@ -31,8 +32,18 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct TestServer {
     admin_url: String,
-    /// The supervisor and the write end of its stdin: kept until the process exits.
-    _supervisor: Option<(Child, ChildStdin)>,
+    /// The supervisor: kept until the process exits.
+    supervisor: Option<Mutex<Supervisor>>,
+}
+
+/// The supervisor shell, the write end of its stdin (commands) and its stdout (acknowledgements).
+#[derive(Debug)]
+struct Supervisor {
+    _child: Child,
+    commands: ChildStdin,
+    acks: BufReader<ChildStdout>,
+    port: u16,
+    log: PathBuf,
 }
 
 static SHARED: OnceLock<Result<TestServer, ServerError>> = OnceLock::new();
@@ -45,11 +56,45 @@ impl TestServer {
     pub fn shared() -> Result<&'static TestServer, ServerError> {
         SHARED
             .get_or_init(|| match std::env::var("DATABASE_URL") {
-                Ok(url) if !url.is_empty() => Ok(TestServer { admin_url: url, _supervisor: None }),
+                Ok(url) if !url.is_empty() => Ok(TestServer { admin_url: url, supervisor: None }),
                 _ => start(&search_dirs()),
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// A server of its own, always a throwaway one (never `DATABASE_URL`'s), which the caller may
+    /// [stop](Self::stop_immediately) and [start again](Self::start_again): for tests of a
+    /// database outage. It is stopped and deleted when the process exits.
+    pub fn dedicated() -> Result<TestServer, ServerError> {
+        start(&search_dirs())
+    }
+
+    /// Stops the server the way `pg_ctl stop -m immediate` does (SIGQUIT to the postmaster: no
+    /// checkpoint, every connection cut), and returns once it has exited.
+    pub fn stop_immediately(&self) -> Result<(), ServerError> {
+        self.control("stop").map(|_| ())
+    }
+
+    /// Starts the stopped server again on the same port and data (it runs crash recovery), and
+    /// returns once it accepts connections.
+    pub fn start_again(&self) -> Result<(), ServerError> {
+        let (port, log) = self.control("start")?;
+        wait_until_ready(port, &log)
+    }
+
+    fn control(&self, command: &str) -> Result<(u16, PathBuf), ServerError> {
+        let supervisor = self.supervisor.as_ref().ok_or_else(|| ServerError::Start("not a throwaway server".into()))?;
+        let mut supervisor = supervisor.lock().map_err(|_| ServerError::Start("supervisor lock poisoned".into()))?;
+        let fail = |e: std::io::Error| ServerError::Start(format!("supervisor: {e}"));
+        writeln!(supervisor.commands, "{command}").map_err(fail)?;
+        supervisor.commands.flush().map_err(fail)?;
+        let mut ack = String::new();
+        supervisor.acks.read_line(&mut ack).map_err(fail)?;
+        if ack.trim() != "done" {
+            return Err(ServerError::Start(format!("supervisor answered {ack:?} to {command}")));
+        }
+        Ok((supervisor.port, supervisor.log.clone()))
     }
 
     /// A URL for administration (creating databases).
@@ -160,13 +205,27 @@ fn start(dirs: &[PathBuf]) -> Result<TestServer, ServerError> {
     }
     let program = server.get_program().to_string_lossy().into_owned();
     let args: Vec<String> = server.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-    // The supervisor: start the server, wait for our end of the pipe to close, stop, clean up.
+    // The supervisor: start the server; obey `stop` (immediate) and `start` lines, answering
+    // `done`; when our end of the pipe closes, stop the server and clean up. The server is waited
+    // for through its launcher's pid, as a postmaster pid may linger as a zombie.
     let script = r#"
         "$@" </dev/null >"$LOG" 2>&1 &
-        read -r _ || true
+        server=$!
+        while read -r command; do
+            case "$command" in
+                stop)
+                    pid=$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null)
+                    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null
+                    wait "$server" ;;
+                start)
+                    "$@" </dev/null >"$LOG" 2>&1 &
+                    server=$! ;;
+            esac
+            echo done
+        done
         pid=$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null)
         [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null
-        while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        wait "$server"
         rm -rf "$ROOT"
     "#;
     let mut supervisor = Command::new("sh")
@@ -179,20 +238,21 @@ fn start(dirs: &[PathBuf]) -> Result<TestServer, ServerError> {
         .env("DATA", &data)
         .env("ROOT", &root)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         // Its own process group: a Ctrl-C aimed at `cargo test` must not kill it before it cleans up.
         .process_group(0)
         .spawn()
         .map_err(|e| fail("start the supervisor", &e))?;
-    let Some(stdin) = supervisor.stdin.take() else {
-        return Err(ServerError::Start("the supervisor has no stdin".into()));
+    let (Some(commands), Some(acks)) = (supervisor.stdin.take(), supervisor.stdout.take()) else {
+        return Err(ServerError::Start("the supervisor has no stdin or stdout".into()));
     };
     wait_until_ready(port, &log)?;
     tracing::info!(port, dir = %root.display(), "throwaway PostgreSQL server started");
+    let acks = BufReader::new(acks);
     Ok(TestServer {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _supervisor: Some((supervisor, stdin)),
+        supervisor: Some(Mutex::new(Supervisor { _child: supervisor, commands, acks, port, log })),
     })
 }
 
@@ -226,9 +286,19 @@ mod tests {
 
     #[test]
     fn database_urls_swap_the_path() {
-        let server = TestServer { admin_url: "postgres://u:p@h:5/postgres?sslmode=disable".into(), _supervisor: None };
+        let server = TestServer { admin_url: "postgres://u:p@h:5/postgres?sslmode=disable".into(), supervisor: None };
         assert_eq!(server.database_url("x"), "postgres://u:p@h:5/x?sslmode=disable");
-        let server = TestServer { admin_url: "postgres://h".into(), _supervisor: None };
+        let server = TestServer { admin_url: "postgres://h".into(), supervisor: None };
         assert_eq!(server.database_url("x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn a_dedicated_server_stops_immediately_and_starts_again_with_its_data() {
+        let server = TestServer::dedicated().unwrap();
+        let port: u16 = server.admin_url().rsplit(':').next().and_then(|p| p.split('/').next()?.parse().ok()).unwrap();
+        server.stop_immediately().unwrap();
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "stopped");
+        server.start_again().unwrap();
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "started again");
     }
 }
