@@ -216,7 +216,9 @@ pub async fn payment_debits_and_publishes_order_paid<F: StoreFactory>(factory: &
     let body = json(&event.payload);
     assert_eq!(body["event_id"], event_id.to_string());
     assert_eq!(body["transaction_id"], transaction_id.to_string());
-    assert_eq!((&body["order_id"], &body["user_id"], &body["status"]), (&"7".into(), &"42".into(), &"success".into()));
+    // The command's integer ids come back as integers.
+    assert_eq!((body["order_id"].to_string(), body["user_id"].to_string()), ("7".into(), "42".into()));
+    assert_eq!(body["status"], "success");
     assert_eq!(body["amount"].to_string(), "30.25", "money is an exact JSON number");
     assert!(chrono::DateTime::parse_from_rfc3339(body["paid_at"].as_str().unwrap_or_default()).is_ok());
     let entry = &snapshot.ledger[&user("42")][1];

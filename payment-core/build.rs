@@ -1,0 +1,36 @@
+//! Generates `store_contract_tests!` from the contract tests themselves: every
+//! `pub async fn NAME<F: StoreFactory>(factory: &F)` in `src/testing/contract.rs` becomes one
+//! `#[test]` in each store that runs the suite, so a contract test cannot be written and left out.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+const CONTRACT: &str = "src/testing/contract.rs";
+
+fn main() {
+    println!("cargo:rerun-if-changed={CONTRACT}");
+    let source = std::fs::read_to_string(CONTRACT).unwrap_or_else(|e| panic!("read {CONTRACT}: {e}"));
+    let names: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub async fn "))
+        .filter_map(|rest| rest.split_once("<F: StoreFactory>(factory: &F)").map(|(name, _)| name))
+        .collect();
+    assert!(names.len() >= 10, "{CONTRACT}: found only {} contract tests; did their signature change?", names.len());
+    let mut tests = String::new();
+    for name in &names {
+        let _ = writeln!(
+            tests,
+            "        #[test]\n        fn {name}() {{\n            let factory = $factory;\n            \
+             $crate::testing::block_on($crate::testing::contract::{name}(&factory));\n        }}"
+        );
+    }
+    let generated = format!(
+        "/// One `#[test]` per contract test of [`crate::testing::contract`] ({count} of them, listed by\n\
+         /// the build script from the functions themselves), run against the stores `$factory` makes.\n\
+         #[macro_export]\n\
+         macro_rules! store_contract_tests {{\n    ($factory:expr) => {{\n{tests}    }};\n}}\n",
+        count = names.len()
+    );
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_else(|| panic!("OUT_DIR is unset")));
+    std::fs::write(out.join("store_contract_tests.rs"), generated).unwrap_or_else(|e| panic!("write: {e}"));
+}
