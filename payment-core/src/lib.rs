@@ -17,11 +17,13 @@
 //!   written in the same transaction as the money movement.
 
 pub mod app;
+mod backoff;
 pub mod decide;
 pub mod domain;
 pub mod memory;
 pub mod ports;
 
 pub use app::{Error, Payments};
+pub use backoff::Backoff;
 #[cfg(feature = "testing")]
 pub mod testing;

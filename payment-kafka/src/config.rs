@@ -174,31 +174,6 @@ impl Default for PublisherConfig {
     }
 }
 
-/// Exponential backoff with a ceiling.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    next: Duration,
-    first: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Self { next: first, first, max }
-    }
-
-    /// The wait before the next attempt.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.first;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

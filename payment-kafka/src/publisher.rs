@@ -30,13 +30,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use payment_core::ports::{Leadership, Outbox, OutboxRecord, StoreError, Wakeups};
+use payment_core::Backoff;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Backoff, KafkaConfig, PublisherConfig, Topics};
+use crate::config::{KafkaConfig, PublisherConfig, Topics};
 use crate::{telemetry, KafkaError};
 
 /// Why a round of publishing stopped short.

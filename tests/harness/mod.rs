@@ -37,8 +37,14 @@ impl Service {
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
         let log = std::env::temp_dir().join(format!("payment-service-{}-{name}-{port}.log", std::process::id()));
-        let mut service =
-            Service { name: name.into(), base_url: format!("http://127.0.0.1:{port}"), env, log, child: None, starts: 0 };
+        let mut service = Service {
+            name: name.into(),
+            base_url: format!("http://127.0.0.1:{port}"),
+            env,
+            log,
+            child: None,
+            starts: 0,
+        };
         service.start();
         service
     }

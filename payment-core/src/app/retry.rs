@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Error;
 use crate::ports::StoreError;
+use crate::Backoff;
 
 /// How often a unit of work is re-run after [`StoreError::Conflict`], and how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +28,13 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        let mut backoff = self.first_backoff;
+        let mut backoff = Backoff::new(self.first_backoff, Duration::MAX);
         let mut tries = 1;
         loop {
             match attempt().await {
                 Err(Error::Store(error @ StoreError::Conflict(_))) if tries < self.max_attempts.max(1) => {
                     tracing::debug!(%error, attempt = tries, what, "unit of work conflicted; retrying");
-                    // Jitter keeps two conflicting units of work from retrying in lockstep.
-                    let jitter = backoff.mul_f64(f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 255.0);
-                    tokio::time::sleep(backoff / 2 + jitter / 2).await;
-                    backoff = backoff.saturating_mul(2);
+                    tokio::time::sleep(backoff.next_wait_with_jitter()).await;
                     tries += 1;
                 }
                 Err(Error::Store(error @ StoreError::Conflict(_))) => {

@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use payment_core::domain::{Inbound, Origin};
+use payment_core::Backoff;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::PayOrderContext;
 use super::health::ConsumerHealth;
-use crate::config::{Backoff, ConsumerConfig, KafkaConfig};
+use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::KafkaError;
 
 /// Longest single `poll`: how quickly the thread notices shutdown and commits when idle.

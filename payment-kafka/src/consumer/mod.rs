@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use payment_core::decide::Outcome;
 use payment_core::ports::Store;
+use payment_core::Backoff;
 use payment_core::Payments;
 use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, oneshot};
@@ -59,7 +60,7 @@ use tracing::Instrument;
 pub use health::ConsumerHealth;
 
 use self::fetch::{Batch, Fetcher};
-use crate::config::{Backoff, ConsumerConfig, KafkaConfig};
+use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::{telemetry, KafkaError};
 
 /// Beyond `close_timeout`: how long [`PayOrderConsumer::run`] waits for the fetch thread to report
