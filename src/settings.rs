@@ -45,12 +45,16 @@ pub struct Settings {
     /// Replication factor of a topic the service creates.
     #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=32))]
     pub topic_replication_factor: i32,
+    /// Topic of the incoming payment commands.
     #[arg(long, env = "TOPIC_PAY_ORDER", default_value = "pay.order")]
     pub topic_pay_order: String,
+    /// Topic of the `order.paid` events.
     #[arg(long, env = "TOPIC_ORDER_PAID", default_value = "order.paid")]
     pub topic_order_paid: String,
+    /// Topic of the `order.payment_failed` events.
     #[arg(long, env = "TOPIC_ORDER_PAYMENT_FAILED", default_value = "order.payment_failed")]
     pub topic_order_payment_failed: String,
+    /// Topic of the messages that carry no recoverable order id.
     #[arg(long, env = "TOPIC_DEAD_LETTER", default_value = "pay.order.dlq")]
     pub topic_dead_letter: String,
     /// Most `pay.order` messages per batch (one database transaction).
