@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use payment_core::domain::{IdempotencyKey, UserId};
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -27,12 +28,25 @@ pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 /// What [`IdempotencyHeader`] accepts: 1..=255 printable ASCII characters, spaces included.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[ -~]{1,255}$";
 
+/// The one value of a header that must not be repeated: a gateway that appends instead of
+/// replacing would otherwise let the first (client-chosen) value win.
+fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut values = parts.headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(()),
+        None => Ok(first),
+    }
+}
+
 #[async_trait]
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = parts.headers.get("x-user-id").ok_or(ApiError::MissingUserId)?;
+        let value = single(parts, "x-user-id")
+            .map_err(|()| ApiError::InvalidUserId("sent more than once".into()))?
+            .ok_or(ApiError::MissingUserId)?;
         let text = value.to_str().map_err(|_| ApiError::InvalidUserId("not visible ASCII".into()))?;
         UserId::new(text).map(Caller).map_err(|e| ApiError::InvalidUserId(e.to_string()))
     }
@@ -63,7 +77,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
+        let value = single(parts, "idempotency-key")
+            .map_err(|()| ApiError::InvalidIdempotencyKey("sent more than once".into()))?;
+        let Some(value) = value else { return Ok(Self(None)) };
         let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey("not visible ASCII".into()))?;
         IdempotencyKey::new(text).map(|key| Self(Some(key))).map_err(|e| ApiError::InvalidIdempotencyKey(e.to_string()))
     }
