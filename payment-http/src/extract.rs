@@ -6,29 +6,70 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use payment_core::domain::{IdempotencyKey, UserId};
 use serde::de::DeserializeOwned;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::IntoParams;
 
 use crate::problem::ApiError;
 
 /// The body limit of every route: 16 KiB (SPEC §3).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The user, from the gateway's `X-User-Id` header.
+/// The user, from the gateway's `X-User-Id` header: exactly one, matching [`USER_ID_PATTERN`].
 pub struct Caller(pub UserId);
+
+/// What [`Caller`] accepts, as the OpenAPI document declares it; the test suite checks the two
+/// agree. [`UserId::new`] is the rule, this is its description.
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// What [`IdempotencyHeader`] accepts: 1..=255 printable ASCII characters, spaces included.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[ -~]{1,255}$";
+
+/// The one value of a header that must not be repeated: a gateway that appends instead of
+/// replacing would otherwise let the first (client-chosen) value win.
+fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut values = parts.headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(()),
+        None => Ok(first),
+    }
+}
 
 #[async_trait]
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = parts.headers.get("x-user-id").ok_or(ApiError::MissingUserId)?;
+        let value = single(parts, "x-user-id")
+            .map_err(|()| ApiError::InvalidUserId("sent more than once".into()))?
+            .ok_or(ApiError::MissingUserId)?;
         let text = value.to_str().map_err(|_| ApiError::InvalidUserId("not visible ASCII".into()))?;
         UserId::new(text).map(Caller).map_err(|e| ApiError::InvalidUserId(e.to_string()))
     }
 }
 
-/// The optional `Idempotency-Key` header.
+impl IntoParams for Caller {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(UserId::MAX_LEN))
+            .pattern(Some(USER_ID_PATTERN));
+        vec![ParameterBuilder::new()
+            .name("X-User-Id")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some("The caller, set by the gateway; exactly one. Absent: 401 `missing_user_id`; malformed or repeated: 400 `invalid_user_id`."))
+            .schema(Some(schema))
+            .build()]
+    }
+}
+
+/// The optional `Idempotency-Key` header: at most one, matching [`IDEMPOTENCY_KEY_PATTERN`].
 pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
 
 #[async_trait]
@@ -36,9 +77,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
+        let value = single(parts, "idempotency-key")
+            .map_err(|()| ApiError::InvalidIdempotencyKey("sent more than once".into()))?;
+        let Some(value) = value else { return Ok(Self(None)) };
         let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey("not visible ASCII".into()))?;
         IdempotencyKey::new(text).map(|key| Self(Some(key))).map_err(|e| ApiError::InvalidIdempotencyKey(e.to_string()))
+    }
+}
+
+impl IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(IdempotencyKey::MAX_LEN))
+            .pattern(Some(IDEMPOTENCY_KEY_PATTERN));
+        vec![ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("At most one. A retry with the same key and body gets the first answer and credits once; the same key with another body: 409 `idempotency_key_reused`; malformed or repeated: 400 `invalid_idempotency_key`."))
+            .schema(Some(schema))
+            .build()]
     }
 }
 

@@ -13,126 +13,226 @@ pub struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The reason phrase of the status.
     pub title: String,
+    /// The HTTP status, repeated for clients that lose it.
     pub status: u16,
+    /// What went wrong with this request, for humans.
     pub detail: String,
-    /// Stable machine-readable code, e.g. `invalid_amount`.
-    pub code: String,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+}
+
+/// The stable `code` of a problem document; clients branch on it, never on `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// `X-User-Id` absent (401).
+    MissingUserId,
+    /// `X-User-Id` present but malformed or repeated (400).
+    InvalidUserId,
+    /// `Idempotency-Key` malformed or repeated (400).
+    InvalidIdempotencyKey,
+    /// The body is not JSON of the expected shape (400).
+    MalformedJson,
+    /// The body is not `application/json` (415).
+    UnsupportedMediaType,
+    /// The body exceeds the limit (413).
+    PayloadTooLarge,
+    /// The amount is not valid money (422).
+    InvalidAmount,
+    /// A query parameter is malformed or out of range (400).
+    InvalidQuery,
+    /// The `before` cursor was not issued by this API (400).
+    InvalidCursor,
+    /// The caller already has an account (409).
+    AccountExists,
+    /// The caller has no account (404).
+    AccountNotFound,
+    /// The deposit would take the balance over its limit (422).
+    BalanceLimit,
+    /// The `Idempotency-Key` was used for a different deposit (409).
+    IdempotencyKeyReused,
+    /// Storage is unreachable or contended; retry later (503).
+    Unavailable,
+    /// Storage or Kafka not usable (503, from `/readyz`).
+    NotReady,
+    /// The request ran past the time limit (408).
+    Timeout,
+    /// A bug; the request changed nothing (500).
+    Internal,
+    /// No route has this path (404).
+    NotFound,
+    /// The path exists but not with this method (405).
+    MethodNotAllowed,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 19] = {
+        use ErrorCode::*;
+        [
+            MissingUserId,
+            InvalidUserId,
+            InvalidIdempotencyKey,
+            MalformedJson,
+            UnsupportedMediaType,
+            PayloadTooLarge,
+            InvalidAmount,
+            InvalidQuery,
+            InvalidCursor,
+            AccountExists,
+            AccountNotFound,
+            BalanceLimit,
+            IdempotencyKeyReused,
+            Unavailable,
+            NotReady,
+            Timeout,
+            Internal,
+            NotFound,
+            MethodNotAllowed,
+        ]
+    };
+
+    /// The code and the HTTP status it is always answered with: the one status mapping.
+    pub fn describe(self) -> (&'static str, StatusCode) {
+        use ErrorCode::*;
+        match self {
+            MissingUserId => ("missing_user_id", StatusCode::UNAUTHORIZED),
+            InvalidUserId => ("invalid_user_id", StatusCode::BAD_REQUEST),
+            InvalidIdempotencyKey => ("invalid_idempotency_key", StatusCode::BAD_REQUEST),
+            MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
+            UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            InvalidAmount => ("invalid_amount", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST),
+            InvalidCursor => ("invalid_cursor", StatusCode::BAD_REQUEST),
+            AccountExists => ("account_exists", StatusCode::CONFLICT),
+            AccountNotFound => ("account_not_found", StatusCode::NOT_FOUND),
+            BalanceLimit => ("balance_limit", StatusCode::UNPROCESSABLE_ENTITY),
+            IdempotencyKeyReused => ("idempotency_key_reused", StatusCode::CONFLICT),
+            Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            NotReady => ("not_ready", StatusCode::SERVICE_UNAVAILABLE),
+            Timeout => ("timeout", StatusCode::REQUEST_TIMEOUT),
+            Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            NotFound => ("not_found", StatusCode::NOT_FOUND),
+            MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    /// The code as it appears in the problem document.
+    pub fn as_str(self) -> &'static str {
+        self.describe().0
+    }
+
+    /// The status this code is answered with.
+    pub fn status(self) -> StatusCode {
+        self.describe().1
+    }
 }
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// `X-User-Id` absent.
     #[error("the X-User-Id header is missing")]
     MissingUserId,
+    /// `X-User-Id` malformed or sent more than once.
     #[error("the X-User-Id header is invalid: {0}")]
     InvalidUserId(String),
+    /// `Idempotency-Key` malformed or sent more than once.
     #[error("the Idempotency-Key header is invalid: {0}")]
     InvalidIdempotencyKey(String),
+    /// The body is not JSON of the expected shape.
     #[error("the request body is not valid JSON of the expected shape: {0}")]
     MalformedJson(String),
+    /// The body is not `application/json`.
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    /// The body exceeds the limit, in bytes.
     #[error("the request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// The amount is missing or not valid money.
     #[error("invalid amount: {0}")]
     InvalidAmount(String),
+    /// A query parameter is malformed or out of range.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The `before` cursor was not issued by this API.
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
-    #[error("the user already has an account")]
-    AccountExists,
-    #[error("the user has no account")]
-    AccountNotFound,
-    #[error("the deposit would take the balance over its limit")]
-    BalanceLimit,
-    #[error("the Idempotency-Key was used for a different request")]
-    IdempotencyKeyReused,
-    #[error("the service is temporarily unavailable: {0}")]
-    Unavailable(String),
+    /// A use case refused or failed; its status follows the core's reason.
+    #[error(transparent)]
+    Core(#[from] payment_core::Error),
+    /// A readiness check failed.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The request ran past [`crate::Limits::request_timeout`].
     #[error("the request timed out")]
     Timeout,
-    #[error("internal error")]
-    Internal,
+    /// No route has this path.
+    #[error("no route has this path")]
+    NotFound,
+    /// The path exists but not with this method.
+    #[error("this path does not accept this method")]
+    MethodNotAllowed,
 }
 
 impl ApiError {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        use payment_core::Error as Core;
+        match self {
+            ApiError::MissingUserId => ErrorCode::MissingUserId,
+            ApiError::InvalidUserId(_) => ErrorCode::InvalidUserId,
+            ApiError::InvalidIdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
+            ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::InvalidAmount(_) => ErrorCode::InvalidAmount,
+            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            ApiError::InvalidCursor(_) => ErrorCode::InvalidCursor,
+            ApiError::Core(Core::AccountExists) => ErrorCode::AccountExists,
+            ApiError::Core(Core::AccountNotFound) => ErrorCode::AccountNotFound,
+            ApiError::Core(Core::BalanceLimit) => ErrorCode::BalanceLimit,
+            ApiError::Core(Core::IdempotencyKeyReused) => ErrorCode::IdempotencyKeyReused,
+            ApiError::Core(Core::Store(StoreError::Conflict(_) | StoreError::Unavailable(_))) => ErrorCode::Unavailable,
+            ApiError::Core(Core::Store(StoreError::Invariant(_))) => ErrorCode::Internal,
+            ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::Timeout => ErrorCode::Timeout,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+        }
+    }
+
+    /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
-        use ApiError::*;
-        match self {
-            MissingUserId => StatusCode::UNAUTHORIZED,
-            InvalidUserId(_) | InvalidIdempotencyKey(_) | MalformedJson(_) | InvalidQuery(_) | InvalidCursor(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            InvalidAmount(_) | BalanceLimit => StatusCode::UNPROCESSABLE_ENTITY,
-            AccountExists | IdempotencyKeyReused => StatusCode::CONFLICT,
-            AccountNotFound => StatusCode::NOT_FOUND,
-            Unavailable(_) | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Timeout => StatusCode::REQUEST_TIMEOUT,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            MissingUserId => "missing_user_id",
-            InvalidUserId(_) => "invalid_user_id",
-            InvalidIdempotencyKey(_) => "invalid_idempotency_key",
-            MalformedJson(_) => "malformed_json",
-            UnsupportedMediaType => "unsupported_media_type",
-            PayloadTooLarge(_) => "payload_too_large",
-            InvalidAmount(_) => "invalid_amount",
-            InvalidQuery(_) => "invalid_query",
-            InvalidCursor(_) => "invalid_cursor",
-            AccountExists => "account_exists",
-            AccountNotFound => "account_not_found",
-            BalanceLimit => "balance_limit",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            Unavailable(_) => "unavailable",
-            NotReady(_) => "not_ready",
-            Timeout => "timeout",
-            Internal => "internal",
-        }
-    }
-}
-
-impl From<payment_core::Error> for ApiError {
-    fn from(error: payment_core::Error) -> Self {
-        use payment_core::Error;
-        match error {
-            Error::AccountExists => ApiError::AccountExists,
-            Error::AccountNotFound => ApiError::AccountNotFound,
-            Error::BalanceLimit => ApiError::BalanceLimit,
-            Error::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-            Error::Store(StoreError::Conflict(detail) | StoreError::Unavailable(detail)) => {
-                ApiError::Unavailable(detail)
-            }
-            Error::Store(StoreError::Invariant(detail)) => {
-                tracing::error!(%detail, "storage invariant violated");
-                ApiError::Internal
-            }
-        }
+        self.code().status()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
-        }
+        let code = self.code();
+        let status = code.status();
+        let detail = match code {
+            // The invariant's text may name stored data; it goes to the log, not to the client.
+            ErrorCode::Internal => {
+                tracing::error!(error = %self, "storage invariant violated");
+                "internal error".to_string()
+            }
+            _ if status.is_server_error() => {
+                tracing::warn!(error = %self, "request failed");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
         let problem = Problem {
-            kind: format!("https://payments.example/problems/{}", self.code()),
+            kind: format!("https://payments.example/problems/{}", code.as_str()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
-            detail: self.to_string(),
-            code: self.code().to_string(),
+            detail,
+            code,
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -141,4 +241,23 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Answers a request no route matched: `404` problem+json, code `not_found`. Use it as
+/// [`axum::Router::fallback`].
+pub async fn problem_fallback() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Answers a known path with a method it does not accept: `405` problem+json, code
+/// `method_not_allowed` (axum still sets `Allow`). Use it as
+/// [`axum::Router::method_not_allowed_fallback`].
+pub async fn method_not_allowed_fallback() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Sets both problem+json fallbacks on `router`. Call it after the last route is added and after
+/// any nesting or merging: axum applies the 405 fallback to the routes present at that moment.
+pub fn with_problem_fallbacks<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
+    router.fallback(problem_fallback).method_not_allowed_fallback(method_not_allowed_fallback)
 }

@@ -330,8 +330,41 @@ async fn concurrent_deposits_are_exact_and_idempotent_once<S: Store + Inspect>(s
     assert_eq!(balance.json()["balance"].to_string(), "3.5", "credited once");
 }
 
+/// A header line twice is refused, whichever of the two values is valid: a gateway that appends
+/// `X-User-Id` instead of replacing it must not let the client's own line through.
+async fn repeated_identity_headers_are_refused_and_change_nothing<S: Store + Inspect>(store: S) {
+    let api = Api::new(store);
+    api.create("u1").await;
+    api.create("u2").await;
+    let before = api.store.snapshot().await;
+    let json = ("content-type", "application/json");
+    let body = Some(r#"{"amount": 1}"#);
+    for users in [["u1", "u2"], ["u1", "u1"], ["u1", "bad user"]] {
+        let twice = [("x-user-id", users[0]), ("x-user-id", users[1])];
+        problem(
+            &api.call("POST", "/accounts", &[("x-user-id", "u3"), ("x-user-id", users[0])], None).await,
+            400,
+            "invalid_user_id",
+        );
+        problem(
+            &api.call("POST", "/accounts/deposit", &[twice[0], twice[1], json], body).await,
+            400,
+            "invalid_user_id",
+        );
+        problem(&api.call("GET", "/accounts/balance", &twice, None).await, 400, "invalid_user_id");
+        problem(&api.call("GET", "/accounts/ledger", &twice, None).await, 400, "invalid_user_id");
+    }
+    let keys = [("x-user-id", "u1"), json, ("idempotency-key", "k1"), ("idempotency-key", "k2")];
+    problem(&api.call("POST", "/accounts/deposit", &keys, body).await, 400, "invalid_idempotency_key");
+    assert_eq!(api.store.snapshot().await, before, "nothing changed");
+    let once =
+        api.call("POST", "/accounts/deposit", &[("x-user-id", "u1"), json, ("idempotency-key", "k1")], body).await;
+    assert_eq!(once.status, StatusCode::OK, "one line of each is fine: {}", once.text);
+}
+
 payment_postgres::on_both_stores!(
     every_row_of_the_table,
+    repeated_identity_headers_are_refused_and_change_nothing,
     readiness_reflects_the_extra_check,
     malformed_requests_change_nothing,
     the_statement_pages_back_complete_and_chained,

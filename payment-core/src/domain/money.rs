@@ -57,6 +57,12 @@ impl Amount {
     pub fn value(self) -> Decimal {
         self.0
     }
+
+    /// Reads an amount from a JSON number (its exact text, never an `f64`) or a JSON string, so
+    /// every edge that accepts money in JSON shares one grammar and one set of limits.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, MoneyError> {
+        Self::new(decimal_from_json(value)?)
+    }
 }
 
 impl FromStr for Amount {
@@ -291,6 +297,20 @@ mod tests {
         assert_eq!(serde_json::to_string(&big).unwrap(), "999999999999.99");
         assert!(serde_json::from_str::<Amount>("true").is_err());
         assert!(serde_json::from_str::<Amount>("0.001").is_err());
+    }
+
+    #[test]
+    fn amounts_from_json_values_are_exact_and_limited() {
+        use serde_json::json;
+        let number: serde_json::Value = serde_json::from_str("1.005e2").unwrap();
+        assert_eq!(Amount::from_json(&number).map(|a| a.to_string()), Ok("100.5".to_string()));
+        assert_eq!(Amount::from_json(&json!("10.50")).map(|a| a.to_string()), Ok("10.5".to_string()));
+        assert_eq!(Amount::from_json(&json!("0")), Err(MoneyError::NotPositive));
+        assert_eq!(Amount::from_json(&json!("0.001")), Err(MoneyError::TooPrecise));
+        assert_eq!(Amount::from_json(&json!("1000000000000.01")), Err(MoneyError::TooLarge));
+        for not_money in [json!(null), json!(true), json!([1]), json!({"value": 1}), json!(" 1")] {
+            assert_eq!(Amount::from_json(&not_money), Err(MoneyError::NotANumber), "{not_money}");
+        }
     }
 
     #[test]
