@@ -28,5 +28,5 @@ pub fn routers<S: Store>(
         check
     });
     let state = ApiState { payments, metrics, readiness };
-    (payment_http::router(state, limits), Router::new())
+    (payment_http::accounts_router(state.clone(), limits), payment_http::operations_router(state, limits))
 }

@@ -113,7 +113,8 @@ async fn serve<S: Store + Outbox + Retention>(
         .map_err(|source| ServiceError::Listen { addr: settings.http_addr, source })?;
     let shutdown = CancellationToken::new();
     let running = service.start(&shutdown)?;
-    let app = running.accounts.clone().merge(running.operations.clone());
+    let routes = running.accounts.clone().merge(running.operations.clone());
+    let app = payment_http::with_request_tracing(payment_http::with_problem_fallbacks(routes));
     tracing::info!(addr = %settings.http_addr, "HTTP API listening");
     let http_shutdown = shutdown.clone();
     let http = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });

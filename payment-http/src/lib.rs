@@ -147,7 +147,13 @@ pub fn operations_router<S: Store>(state: ApiState<S>, limits: Limits) -> Router
 /// `x-request-id` (taken from the request or made up, and echoed).
 pub fn router<S: Store>(state: ApiState<S>, limits: Limits) -> Router {
     let routes = accounts_router(state.clone(), limits).merge(operations_router(state, limits));
-    with_problem_fallbacks(routes).layer(
+    with_request_tracing(with_problem_fallbacks(routes))
+}
+
+/// `router` traced: one `http` span per request, with an `x-request-id` taken from the request
+/// or made up, and echoed in the response. Apply it last, around everything the host serves.
+pub fn with_request_tracing(router: Router) -> Router {
+    router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
