@@ -116,12 +116,12 @@ fn poll_loop(
 ) {
     let mut announce = Some(announce);
     if !topics_exist(&consumer) {
-        announce.take().map(|announce| announce.send(()));
+        tell_assigned(&mut announce);
     }
     while !stop.load(Ordering::Relaxed) {
         let polled = consumer.poll(POLL_TIMEOUT);
         if announce.is_some() && consumer.assignment().is_ok_and(|assignment| assignment.count() > 0) {
-            announce.take().map(|announce| announce.send(()));
+            tell_assigned(&mut announce);
         }
         match polled {
             None => {}
@@ -144,6 +144,13 @@ fn poll_loop(
                 }
             }
         }
+    }
+}
+
+fn tell_assigned(announce: &mut Option<oneshot::Sender<()>>) {
+    if let Some(announce) = announce.take() {
+        // Nobody waiting any more is fine: the run went on without the assignment.
+        let _ = announce.send(());
     }
 }
 

@@ -61,7 +61,7 @@ impl Default for Plan {
         Self {
             orders: 1_000,
             users: 50,
-            deposit_per_user: Decimal::new(100_00, 2),
+            deposit_per_user: Decimal::new(10_000, 2), // 100.00
             amount_min_cents: 100,
             amount_max_cents: 3_000,
             rate_per_sec: None,

@@ -202,3 +202,7 @@ fn json_type(value: &Value) -> &'static str {
         Value::Object(_) => "object",
     }
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
