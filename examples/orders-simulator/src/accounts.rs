@@ -23,7 +23,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Account {
     /// As the commands carry it (JSON string or integer).
     pub user_id: Value,
-    /// The balance right after the deposit: what the run's debits are counted from.
+    /// What [`prepare`] deposited (once, however often the request was retried).
+    pub deposited: Decimal,
+    /// The balance right after the deposit: what the run's debits are counted from. Equal to
+    /// `deposited` for a new account; more means the deposit was credited twice, or the account
+    /// held money already (a reused namespace).
     pub opening_balance: Decimal,
 }
 
@@ -112,7 +116,7 @@ impl Http {
             .await?;
         expect(status, StatusCode::OK, &what, &body)?;
         let opening_balance = balance_of(&body, &what)?;
-        Ok(Account { user_id, opening_balance })
+        Ok(Account { user_id, deposited: plan.deposit_per_user, opening_balance })
     }
 
     async fn balance(&self, user: String) -> Result<Decimal, SimError> {

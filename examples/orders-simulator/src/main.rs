@@ -114,8 +114,12 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let (target, plan) = (args.target(), args.plan());
     eprintln!("namespace {}: preparing {} accounts at {}", plan.namespace, plan.users, target.http_base);
+    let preparing = std::time::Instant::now();
     let accounts = match prepare(&target, &plan).await {
-        Ok(accounts) => accounts,
+        Ok(accounts) => {
+            eprintln!("prepared {} accounts in {:.2} s", accounts.accounts.len(), preparing.elapsed().as_secs_f64());
+            accounts
+        }
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;

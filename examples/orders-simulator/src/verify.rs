@@ -43,8 +43,9 @@ struct Outcomes {
 /// Checks the contract: every order has exactly one kind of outcome; a paid order is paid once
 /// (one `event_id`, one `transaction_id` however often it is re-published); an `event_id`
 /// belongs to one order; events echo the command's ids in the same JSON type, its user and
-/// amount, under the order id as key and the `event-id` header; and every balance equals the
-/// opening balance less the paid orders' amounts.
+/// amount, under the order id as key and the `event-id` header; every deposit was credited once
+/// (opening balance = deposit: the accounts are new); and every balance equals the opening
+/// balance less the paid orders' amounts.
 ///
 /// `balances` is indexed like `accounts.accounts`; `orders[i].user` indexes both.
 pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], balances: &[Decimal]) -> Verdict {
@@ -170,6 +171,16 @@ pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], ba
 
     if balances.len() != accounts.accounts.len() {
         violations.push(format!("read {} balances for {} accounts", balances.len(), accounts.accounts.len()));
+    }
+    for account in &accounts.accounts {
+        if account.opening_balance != account.deposited {
+            violations.push(format!(
+                "user {}: opening balance {} after one deposit of {} into a new account",
+                account.header(),
+                account.opening_balance,
+                account.deposited
+            ));
+        }
     }
     for ((account, balance), paid) in accounts.accounts.iter().zip(balances).zip(&paid_by_user) {
         let expected = account.opening_balance - paid;

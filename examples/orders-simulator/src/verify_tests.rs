@@ -29,8 +29,8 @@ fn world(integer_ids: bool) -> (Vec<Order>, Accounts) {
     ];
     let accounts = Accounts {
         accounts: vec![
-            Account { user_id: id("u0", 100), opening_balance: cents(1200) },
-            Account { user_id: id("u1", 101), opening_balance: cents(500) },
+            Account { user_id: id("u0", 100), deposited: cents(1200), opening_balance: cents(1200) },
+            Account { user_id: id("u1", 101), deposited: cents(500), opening_balance: cents(500) },
         ],
     };
     (orders, accounts)
@@ -143,6 +143,16 @@ fn a_wrong_balance_is_a_violation() {
     let balances = [cents(-300), cents(500)];
     let verdict = verify(&orders, &accounts, &clean(&orders, &accounts), &balances);
     assert_violation(&verdict, "user u0: balance -3.00, expected 2.00");
+    assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+}
+
+#[test]
+fn a_deposit_credited_twice_is_a_violation() {
+    let (orders, mut accounts) = world(false);
+    accounts.accounts[1].opening_balance = cents(1000);
+    let balances = [CLEAN_BALANCES[0], cents(1000)];
+    let verdict = verify(&orders, &accounts, &clean(&orders, &accounts), &balances);
+    assert_violation(&verdict, "user u1: opening balance 10.00 after one deposit of 5.00");
     assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
 }
 
