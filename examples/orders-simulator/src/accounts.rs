@@ -78,14 +78,11 @@ struct Http {
 
 impl Http {
     fn new(target: &Target, ready_timeout: Duration) -> Result<Self, SimError> {
-        let client =
-            Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT).build().map_err(|error| {
-                SimError::NotReady {
-                    what: "building the HTTP client".into(),
-                    waited: Duration::ZERO,
-                    last: error.to_string(),
-                }
-            })?;
+        let client = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|error| SimError::HttpClient(error.to_string()))?;
         Ok(Self { client, base: target.http_base.trim_end_matches('/').to_string(), ready_timeout })
     }
 

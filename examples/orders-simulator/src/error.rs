@@ -10,6 +10,8 @@ pub enum SimError {
     InvalidPlan(String),
     #[error("{what}: the service stayed unreachable or not ready for {waited:?}; last: {last}")]
     NotReady { what: String, waited: Duration, last: String },
+    #[error("building the HTTP client: {0}")]
+    HttpClient(String),
     #[error("{what}: unexpected HTTP {status}: {body}")]
     Http { what: String, status: u16, body: String },
     #[error("{what}: unexpected response body: {detail}")]

@@ -22,49 +22,49 @@ struct Args {
     /// Kafka bootstrap servers (the service logs its embedded broker's as `bootstrap_servers`).
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
-    #[arg(long, env = "TOPIC_PAY_ORDER", default_value = "pay.order")]
+    #[arg(long, env = "TOPIC_PAY_ORDER", default_value_t = Topics::default().pay_order)]
     topic_pay_order: String,
-    #[arg(long, env = "TOPIC_ORDER_PAID", default_value = "order.paid")]
+    #[arg(long, env = "TOPIC_ORDER_PAID", default_value_t = Topics::default().order_paid)]
     topic_order_paid: String,
-    #[arg(long, env = "TOPIC_ORDER_PAYMENT_FAILED", default_value = "order.payment_failed")]
+    #[arg(long, env = "TOPIC_ORDER_PAYMENT_FAILED", default_value_t = Topics::default().order_payment_failed)]
     topic_order_payment_failed: String,
-    #[arg(long, env = "SIM_ORDERS", default_value_t = 1_000)]
+    #[arg(long, env = "SIM_ORDERS", default_value_t = Plan::default().orders)]
     orders: usize,
-    #[arg(long, env = "SIM_USERS", default_value_t = 50)]
+    #[arg(long, env = "SIM_USERS", default_value_t = Plan::default().users)]
     users: usize,
     /// Deposited once into each account.
-    #[arg(long, env = "SIM_DEPOSIT_PER_USER", default_value = "100.00")]
+    #[arg(long, env = "SIM_DEPOSIT_PER_USER", default_value_t = Plan::default().deposit_per_user)]
     deposit_per_user: Decimal,
-    #[arg(long, env = "SIM_AMOUNT_MIN_CENTS", default_value_t = 100)]
+    #[arg(long, env = "SIM_AMOUNT_MIN_CENTS", default_value_t = Plan::default().amount_min_cents)]
     amount_min_cents: u64,
-    #[arg(long, env = "SIM_AMOUNT_MAX_CENTS", default_value_t = 3_000)]
+    #[arg(long, env = "SIM_AMOUNT_MAX_CENTS", default_value_t = Plan::default().amount_max_cents)]
     amount_max_cents: u64,
     /// `pay.order` messages per second; unset = as fast as possible.
     #[arg(long, env = "SIM_RATE_PER_SEC")]
     rate_per_sec: Option<u32>,
     /// Share of orders whose message is produced twice (same message_id).
-    #[arg(long, env = "SIM_DUPLICATE_RATIO", default_value_t = 0.1)]
+    #[arg(long, env = "SIM_DUPLICATE_RATIO", default_value_t = Plan::default().duplicate_ratio)]
     duplicate_ratio: f64,
     /// Share of orders sent again under a new message_id.
-    #[arg(long, env = "SIM_RESEND_RATIO", default_value_t = 0.05)]
+    #[arg(long, env = "SIM_RESEND_RATIO", default_value_t = Plan::default().resend_ratio)]
     resend_ratio: f64,
     /// Order and user ids as JSON integers.
     #[arg(long, env = "SIM_INTEGER_IDS")]
     integer_ids: bool,
-    #[arg(long, env = "SIM_SEED", default_value_t = 1)]
+    #[arg(long, env = "SIM_SEED", default_value_t = Plan::default().seed)]
     seed: u64,
     /// Keeps this run's ids apart from earlier runs' on the same store; default: the Unix time
     /// in seconds (modulo 10^8, so integer ids stay below 2^53).
     #[arg(long, env = "SIM_NAMESPACE")]
     namespace: Option<u64>,
     /// Longest the HTTP API may stay unreachable or not ready for one request, in seconds.
-    #[arg(long, env = "SIM_READY_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "SIM_READY_TIMEOUT_SECS", default_value_t = Plan::default().ready_timeout.as_secs())]
     ready_timeout_secs: u64,
     /// Longest to wait for every order's outcome once all is produced, in seconds.
-    #[arg(long, env = "SIM_OUTCOME_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "SIM_OUTCOME_TIMEOUT_SECS", default_value_t = Plan::default().outcome_timeout.as_secs())]
     outcome_timeout_secs: u64,
     /// How long to keep listening once every order has an outcome, in milliseconds.
-    #[arg(long, env = "SIM_SETTLE_MS", default_value_t = 2_000)]
+    #[arg(long, env = "SIM_SETTLE_MS", default_value_t = Plan::default().settle.as_millis() as u64)]
     settle_ms: u64,
     /// No progress bar (e.g. in CI logs).
     #[arg(long, env = "SIM_QUIET")]
