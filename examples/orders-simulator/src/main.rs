@@ -66,6 +66,9 @@ struct Args {
     /// How long to keep listening once every order has an outcome, in milliseconds.
     #[arg(long, env = "SIM_SETTLE_MS", default_value_t = Plan::default().settle.as_millis() as u64)]
     settle_ms: u64,
+    /// List every violation, not only the first 20.
+    #[arg(long, env = "SIM_ALL_VIOLATIONS")]
+    all_violations: bool,
     /// No progress bar (e.g. in CI logs).
     #[arg(long, env = "SIM_QUIET")]
     quiet: bool,
@@ -145,7 +148,11 @@ async fn main() -> ExitCode {
     outcomes.finish();
     match result {
         Ok(report) => {
-            println!("{report}");
+            if args.all_violations {
+                println!("{report:#}");
+            } else {
+                println!("{report}");
+            }
             if report.passed() {
                 ExitCode::SUCCESS
             } else {

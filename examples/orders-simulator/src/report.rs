@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// How many violations [`Report`]'s table lists before summarising the rest.
+/// How many violations [`Report`]'s table lists before summarising the rest (`{:#}` lists all).
 const VIOLATIONS_SHOWN: usize = 20;
 
 /// Produce → first outcome of each order (orders without an outcome are not sampled).
@@ -103,10 +103,12 @@ impl fmt::Display for Report {
             writeln!(f, "{name:<width$}  {value:>14}")?;
         }
         writeln!(f, "{line}")?;
-        for violation in self.violations.iter().take(VIOLATIONS_SHOWN) {
+        // The alternate form (`{:#}`) lists every violation.
+        let shown = if f.alternate() { self.violations.len() } else { VIOLATIONS_SHOWN };
+        for violation in self.violations.iter().take(shown) {
             writeln!(f, "VIOLATION {violation}")?;
         }
-        if self.violations.len() > VIOLATIONS_SHOWN {
+        if self.violations.len() > shown {
             writeln!(f, "... and {} more violations", self.violations.len() - VIOLATIONS_SHOWN)?;
         }
         writeln!(f, "{}", if self.passed() { "PASS" } else { "FAIL" })
@@ -135,5 +137,8 @@ mod tests {
         assert!(table.contains("VIOLATION order 1: no outcome"), "{table}");
         assert!(table.trim_end().ends_with("FAIL"), "{table}");
         assert!(Report::default().to_string().trim_end().ends_with("PASS"));
+        let many = Report { violations: (0..25).map(|n| format!("v{n}")).collect(), ..Report::default() };
+        assert!(many.to_string().contains("... and 5 more violations"));
+        assert_eq!(format!("{many:#}").matches("VIOLATION").count(), 25);
     }
 }
