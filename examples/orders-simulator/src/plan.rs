@@ -178,7 +178,7 @@ impl Plan {
     }
 
     /// Expands the plan. Exactly `round(orders × ratio)` distinct orders get a redelivery and
-    /// (independently) a re-send, each placed at most [`EXTRA_WINDOW_MESSAGES`] after its
+    /// (independently) a re-send, each placed at most 100 messages after its
     /// original, so it lands on the same partition later than the original.
     pub fn workload(&self) -> Result<Workload, SimError> {
         self.validate()?;
