@@ -1,0 +1,72 @@
+//! Producing the `pay.order` messages of a workload, keyed by order id, at the plan's rate or
+//! flat out, and remembering when each order was first sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use crate::{Plan, SimError, Target, Workload};
+
+/// How long librdkafka may try to deliver one message, e.g. through a broker outage.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Pause when the client's local queue is full, before offering the message again.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+
+/// Produces every message; `produced` counts the ones handed to the client. Returns, per order,
+/// when its first message was handed over. Waits for every delivery report.
+pub(crate) async fn produce(
+    target: &Target,
+    plan: &Plan,
+    workload: &Workload,
+    produced: &AtomicUsize,
+    on_progress: impl Fn(),
+) -> Result<Vec<Option<Instant>>, SimError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &target.brokers)
+        // The only duplicates are the ones the plan asks for.
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+        .set("linger.ms", "5")
+        .create()?;
+    let mut first_sent = vec![None; workload.orders.len()];
+    let mut deliveries: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(workload.messages.len());
+    let started = tokio::time::Instant::now();
+    for (index, message) in workload.messages.iter().enumerate() {
+        if let Some(rate) = plan.rate_per_sec {
+            // Paced against the start, not the previous send, so timer granularity does not
+            // lower the average rate.
+            let due = started + Duration::from_secs_f64(index as f64 / f64::from(rate));
+            tokio::time::sleep_until(due).await;
+        }
+        let key = workload.orders[message.order].key();
+        let mut record = FutureRecord::to(&target.topics.pay_order).key(&key).payload(&message.payload);
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => {
+                    return Err(SimError::Produce { message_id: message.message_id.clone(), detail: error.to_string() })
+                }
+            }
+        };
+        first_sent[message.order].get_or_insert_with(Instant::now);
+        deliveries.push((index, delivery));
+        produced.fetch_add(1, Ordering::Relaxed);
+        on_progress();
+    }
+    for (index, delivery) in deliveries {
+        let failure = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((error, _))) => error.to_string(),
+            Err(_cancelled) => "the producer dropped the delivery report".to_string(),
+        };
+        return Err(SimError::Produce { message_id: workload.messages[index].message_id.clone(), detail: failure });
+    }
+    Ok(first_sent)
+}
