@@ -62,8 +62,23 @@ pub async fn run(
             };
             payment_kafka::ensure_topics(&kafka, layout, ADMIN_TIMEOUT).await?;
         }
-        let refuse = settings.inbox_retention_check == RetentionCheck::Refuse;
-        payment_kafka::check_inbox_retention(&kafka, policy.inbox_max_age, refuse, ADMIN_TIMEOUT).await?;
+        let inbox = policy.inbox_max_age;
+        match settings.inbox_retention_check {
+            RetentionCheck::Refuse => {
+                payment_kafka::check_inbox_retention(&kafka, inbox, true, ADMIN_TIMEOUT).await?;
+            }
+            // Only a warning can come of it, so the start does not wait for a broker that is
+            // slow to answer (or never does: the mock cluster).
+            RetentionCheck::Warn => {
+                let kafka = kafka.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = payment_kafka::check_inbox_retention(&kafka, inbox, false, ADMIN_TIMEOUT).await
+                    {
+                        tracing::warn!(%error, "the inbox retention could not be checked");
+                    }
+                });
+            }
+        }
     }
     match &settings.database_url {
         Some(url) => {
