@@ -57,7 +57,8 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
-    /// A store on a pool the caller built (its settings, its `statement_timeout`); the schema must already be migrated or be migrated with [`PgStore::migrate`].
+    /// A store on a pool the caller built (its settings, its `statement_timeout`); the schema must
+    /// already be migrated or be migrated with [`PgStore::migrate`].
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool, statements: Arc::default() }
     }

@@ -10,7 +10,8 @@ use super::StoreError;
 /// How long rows are kept. Inbox rows must outlive any redelivery (Kafka retention of `pay.order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Age after which a claimed message identity is forgotten; keep it above `pay.order`'s retention, or an old redelivery would be applied again.
+    /// Age after which a claimed message identity is forgotten; keep it above `pay.order`'s
+    /// retention, or an old redelivery would be applied again.
     pub inbox_max_age: Duration,
     /// Age after which a published outbox row is deleted; unpublished and parked rows are kept.
     pub published_outbox_max_age: Duration,

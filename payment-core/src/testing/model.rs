@@ -91,7 +91,8 @@ impl Model {
         Ok((after, false))
     }
 
-    /// The outcome of each message of a batch, as [`Payments::pay_orders`](crate::Payments::pay_orders) must decide them.
+    /// The outcome of each message of a batch, as
+    /// [`Payments::pay_orders`](crate::Payments::pay_orders) must decide them.
     pub fn pay(&mut self, batch: &[Inbound]) -> Vec<Expected> {
         batch.iter().map(|message| self.pay_one(message)).collect()
     }
