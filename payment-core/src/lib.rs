@@ -15,6 +15,42 @@
 //! - a message identity is applied at most once; a redelivery changes nothing and emits nothing;
 //! - every applied command has exactly one outcome in the outbox (an event or a dead letter),
 //!   written in the same transaction as the money movement.
+//!
+//! # Example
+//!
+//! Open an account, deposit, and pay one order on the in-memory store:
+//!
+//! ```
+//! use payment_core::decide::Outcome;
+//! use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+//! use payment_core::memory::MemoryStore;
+//! use payment_core::Payments;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let payments = Payments::new(MemoryStore::new());
+//! let user = UserId::new("42")?;
+//! payments.create_account(&user).await?;
+//! payments.deposit(&user, "10.50".parse::<Amount>()?, None).await?;
+//!
+//! let order = PayOrder::new(OrderId::new("order-1")?, user.clone(), "4.25".parse()?);
+//! let outcomes = payments.pay_orders(&[Inbound::pay(MessageId::new("msg-1")?, order.clone())]).await?;
+//! assert!(matches!(outcomes[..], [Outcome::Paid { .. }]));
+//!
+//! // The same message again is a redelivery: nothing is debited twice.
+//! let again = payments.pay_orders(&[Inbound::pay(MessageId::new("msg-1")?, order)]).await?;
+//! assert_eq!(again, [Outcome::Redelivered]);
+//!
+//! assert_eq!(payments.balance(&user).await?.balance.to_string(), "6.25");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `order.paid` now waits in the store's outbox ([`ports::Outbox`]) for a publisher such as
+//! `payment-kafka`'s. A durable store (`payment-postgres`) plugs in the same way:
+//! `Payments::new(store)`.
+
+#![warn(missing_docs)]
 
 pub mod app;
 mod backoff;

@@ -10,9 +10,13 @@ use crate::KafkaError;
 /// Topic names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
+    /// The commands the consumer reads (`pay.order`).
     pub pay_order: String,
+    /// Where `order.paid` events go.
     pub order_paid: String,
+    /// Where `order.payment_failed` events go.
     pub order_payment_failed: String,
+    /// Where dead letters go (`pay.order.dlq`).
     pub dead_letter: String,
 }
 
@@ -60,7 +64,9 @@ pub const PROTECTED_PROPERTIES: [(&str, &str); 9] = [
 /// Connection settings shared by consumer and producer.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
+    /// The bootstrap servers, `host:port` separated by commas (`bootstrap.servers`).
     pub brokers: String,
+    /// The topic names, the same for consumer, publisher and topic creation.
     pub topics: Topics,
     /// librdkafka properties passed through as they are (they override ours, except the
     /// [`PROTECTED_PROPERTIES`], which are refused).
@@ -68,6 +74,7 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The brokers with the default topic names and no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self { brokers: brokers.into(), topics: Topics::default(), extra: Vec::new() }
     }
@@ -100,6 +107,7 @@ impl KafkaConfig {
 /// How the `pay.order` consumer batches and retries.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// The consumer group (`group.id`); every instance of one service shares it.
     pub group_id: String,
     /// Most messages in one batch (one database transaction).
     pub batch_max_messages: usize,
@@ -108,7 +116,10 @@ pub struct ConsumerConfig {
     /// First wait after a failed batch; doubled up to `retry_max_backoff`. A failed batch is
     /// retried until it commits or the consumer shuts down: no message is ever skipped.
     pub retry_first_backoff: Duration,
+    /// Ceiling of the wait between retries of a failed batch or of creating the client.
     pub retry_max_backoff: Duration,
+    /// `session.timeout.ms`: how long the group waits for a silent member before it rebalances its
+    /// partitions to the others.
     pub session_timeout: Duration,
     /// How often librdkafka reports statistics (consumer lag, and the stall watchdog's input).
     pub statistics_interval: Duration,
@@ -156,7 +167,10 @@ pub struct PublisherConfig {
     /// (`message.timeout.ms`; half of it is `topic.metadata.propagation.max.ms`, so a topic that
     /// does not exist is reported as unknown, and its rows parked, before they time out).
     pub delivery_timeout: Duration,
+    /// First wait after a failed round or an unreachable store; doubled up to `retry_max_backoff`.
+    /// Unsettled rows are sent again, never skipped.
     pub retry_first_backoff: Duration,
+    /// Ceiling of that wait.
     pub retry_max_backoff: Duration,
 }
 

@@ -15,6 +15,46 @@
 //!
 //! The librdkafka properties the guarantees rest on ([`PROTECTED_PROPERTIES`]) cannot be
 //! overridden through [`KafkaConfig::extra`]: constructors refuse them.
+//!
+//! # Example
+//!
+//! Consume `pay.order` into a store and publish its outbox, until Ctrl-C (this needs a broker, so
+//! it is only compiled here):
+//!
+//! ```no_run
+//! use payment_core::memory::MemoryStore;
+//! use payment_core::Payments;
+//! use payment_kafka::{ConsumerConfig, KafkaConfig, OutboxPublisher, PayOrderConsumer, PublisherConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any store with the core's ports, e.g. `payment_postgres::PgStore` for a durable one.
+//! let store = MemoryStore::new();
+//! let payments = Payments::new(store.clone());
+//!
+//! let kafka = KafkaConfig::new("localhost:9092");
+//! let consumer = PayOrderConsumer::new(&kafka, ConsumerConfig::default(), payments)?;
+//! let health = consumer.health(); // stalls, client replacements, rebalances
+//! let publisher = OutboxPublisher::new(&kafka, PublisherConfig::default(), store)?;
+//!
+//! let shutdown = CancellationToken::new();
+//! let consuming = tokio::spawn(consumer.run(shutdown.clone()));
+//! let publishing = tokio::spawn(publisher.run(shutdown.clone()));
+//!
+//! tokio::signal::ctrl_c().await?;
+//! shutdown.cancel(); // the batch in hand commits or is left for redelivery; offsets follow commits
+//! consuming.await?;
+//! publishing.await?;
+//! println!("stalls: {}", health.stalls());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Run [`ensure_topics`] first on a cluster that does not create topics itself, and
+//! [`check_inbox_retention`] to compare the store's inbox retention with the topic's.
+
+#![warn(missing_docs)]
 
 mod config;
 mod consumer;

@@ -13,6 +13,7 @@ pub struct KafkaProbe {
 }
 
 impl KafkaProbe {
+    /// A probe with its own client; `timeout` bounds each [`check`](Self::check).
     pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, KafkaError> {
         let client = kafka.client(&[])?.create().map_err(KafkaError::Client)?;
         Ok(Self { client, timeout })

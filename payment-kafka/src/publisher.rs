@@ -130,6 +130,8 @@ pub struct OutboxPublisher<O: Outbox> {
 }
 
 impl<O: Outbox> OutboxPublisher<O> {
+    /// Creates the idempotent producer (`acks=all`); publishing starts with [`run`](Self::run). A
+    /// protected property in [`KafkaConfig::extra`] is an error.
     pub fn new(kafka: &KafkaConfig, config: PublisherConfig, outbox: O) -> Result<Self, KafkaError> {
         let client = kafka.client(&[
             ("enable.idempotence", "true".into()),

@@ -16,6 +16,7 @@ use crate::{KafkaConfig, KafkaError};
 pub enum TopicRetention {
     /// `retention.ms = -1`.
     Unlimited,
+    /// `retention.ms`, as a duration.
     Limited(Duration),
     /// The broker did not say (an old broker, no permission, the embedded mock cluster): why.
     NotReported(String),

@@ -15,7 +15,9 @@ use crate::{KafkaConfig, KafkaError};
 /// How a missing topic is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicLayout {
+    /// Partitions of each topic created; bounds how many consumers share `pay.order`.
     pub partitions: i32,
+    /// Copies of each partition; 1 suits a single-broker cluster only.
     pub replication_factor: i32,
 }
 

@@ -5,8 +5,10 @@ use payment_core::ports::StoreError;
 /// Errors of setting the store up.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
+    /// The URL is invalid or the server did not accept a connection within the acquire timeout.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(#[source] sqlx::Error),
+    /// A migration failed, or the database holds migrations this build does not know.
     #[error("cannot apply the schema migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

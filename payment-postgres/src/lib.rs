@@ -4,6 +4,40 @@
 //! outbox, retention — with the schema as embedded migrations. A batch of payments is one
 //! transaction of a constant number of statements; the schema itself refuses a negative balance
 //! and a second payment for an order.
+//!
+//! # Example
+//!
+//! Connect, bring the schema up to date, and run the core's use cases on the database (this needs
+//! a server, so it is only compiled here):
+//!
+//! ```no_run
+//! use payment_core::domain::UserId;
+//! use payment_core::Payments;
+//! use payment_postgres::{PgConfig, PgStore};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::connect("postgres://payments@localhost/payments", &PgConfig::default()).await?;
+//! store.migrate().await?; // idempotent: safe at every start
+//! let payments = Payments::new(store.clone());
+//! payments.create_account(&UserId::new("42")?).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same `store` is the [`Outbox`](payment_core::ports::Outbox) an outbox publisher reads and
+//! the [`Retention`](payment_core::ports::Retention) a pruning task runs; every clone shares the
+//! pool.
+//!
+//! # Testing
+//!
+//! The `testing` feature (for dev-dependencies) starts a throwaway PostgreSQL server from the
+//! local binaries once per test binary (or uses `DATABASE_URL`), and hands each test a fresh
+//! database cloned from a migrated template: `testing::fresh_store`, `testing::PgFactory` for the
+//! core's contract and property suites (`payment_core::store_contract_tests!(PgFactory)`), and
+//! `testing::server::TestServer` for outage tests.
+
+#![warn(missing_docs)]
 
 mod apply;
 mod error;

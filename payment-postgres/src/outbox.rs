@@ -22,7 +22,9 @@ pub const PUBLISHER_LOCK_KEY: i64 = 0x7061_796d_656e_7473; // "payments"
 /// vanished without closing its socket thus loses the lock after about 30 s, not after the
 /// kernel's default of two hours, and a standby takes over.
 pub const LEADER_KEEPALIVE_IDLE_SECS: u32 = 15;
+/// Seconds between keepalive probes of the lock connection (see [`LEADER_KEEPALIVE_IDLE_SECS`]).
 pub const LEADER_KEEPALIVE_INTERVAL_SECS: u32 = 5;
+/// Unanswered probes after which the server drops the lock connection and frees the lock.
 pub const LEADER_KEEPALIVE_COUNT: u32 = 3;
 /// Longest wait for the lock connection to answer whether it still holds the lock; past it the
 /// leader steps down (the server, or the way to it, is gone).

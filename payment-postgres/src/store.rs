@@ -17,6 +17,7 @@ use crate::tx::PgTx;
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
+    /// Size of the pool; units of work beyond it wait up to `acquire_timeout`.
     pub max_connections: u32,
     /// How long a unit of work waits for a free connection before reporting the store unavailable.
     pub acquire_timeout: Duration,
@@ -56,6 +57,8 @@ impl PgStore {
         Ok(Self::from_pool(pool))
     }
 
+    /// A store on a pool the caller built (its settings, its `statement_timeout`); the schema must
+    /// already be migrated or be migrated with [`PgStore::migrate`].
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool, statements: Arc::default() }
     }
@@ -66,6 +69,7 @@ impl PgStore {
         Ok(())
     }
 
+    /// The pool, e.g. to close it at shutdown or to run the operator's queries.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

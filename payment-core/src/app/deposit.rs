@@ -8,7 +8,9 @@ use crate::ports::{Store, UnitOfWork};
 /// The answer to a deposit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DepositReceipt {
+    /// The account credited.
     pub user_id: UserId,
+    /// The balance after the deposit (after the first one, for a replay).
     pub balance: Balance,
     /// `true` when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,

@@ -7,7 +7,9 @@ use crate::ports::Store;
 /// One page of a statement, newest first; `next` is the cursor of the following page, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
+    /// At most the page's limit of entries, newest first.
     pub entries: Vec<StatementEntry>,
+    /// The `before` cursor of the following page; `None` when this page was not full.
     pub next: Option<LedgerPosition>,
 }
 

@@ -19,14 +19,19 @@ use crate::ports::{Clock, Store, StoreError, SystemClock};
 /// Why a use case did not do what was asked. Business refusals change nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// [`Payments::create_account`] for a user who has an account.
     #[error("the user already has an account")]
     AccountExists,
+    /// The user has no account (deposit, balance, statement).
     #[error("the user has no account")]
     AccountNotFound,
+    /// The deposit would exceed [`MAX_BALANCE`](crate::domain::MAX_BALANCE); nothing was credited.
     #[error("the deposit would take the balance over its limit")]
     BalanceLimit,
+    /// The idempotency key was first used for another amount; nothing was credited.
     #[error("the idempotency key was used for a different deposit")]
     IdempotencyKeyReused,
+    /// The store failed; a [`StoreError::Conflict`] is returned only once the retries are used up.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,18 +56,22 @@ pub struct Payments<S> {
 }
 
 impl<S: Store> Payments<S> {
+    /// Use cases on `store`, with the [`SystemClock`] and the default [`RetryPolicy`].
     pub fn new(store: S) -> Self {
         Self { store, clock: Arc::new(SystemClock), retry: RetryPolicy::default() }
     }
 
+    /// Replaces the clock that stamps accounts, entries, payments and events (tests fix it).
     pub fn with_clock(self, clock: impl Clock) -> Self {
         Self { clock: Arc::new(clock), ..self }
     }
 
+    /// Replaces how often a conflicting unit of work is re-run.
     pub fn with_retry(self, retry: RetryPolicy) -> Self {
         Self { retry, ..self }
     }
 
+    /// The store the use cases run on, e.g. to hand it to a publisher or the HTTP layer.
     pub fn store(&self) -> &S {
         &self.store
     }

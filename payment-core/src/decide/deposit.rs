@@ -9,10 +9,13 @@ use crate::domain::{Account, Amount, Balance, EntryKind, IdempotencyKey, Idempot
 /// Why a deposit is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DepositRefusal {
+    /// The user has no account.
     #[error("the user has no account")]
     AccountNotFound,
+    /// Crediting would take the balance over [`MAX_BALANCE`](crate::domain::MAX_BALANCE).
     #[error("the deposit would take the balance over its limit")]
     BalanceLimit,
+    /// The key's earlier deposit was for another amount.
     #[error("the idempotency key was used for a different deposit")]
     IdempotencyKeyReused,
 }
@@ -20,14 +23,26 @@ pub enum DepositRefusal {
 /// A deposit to write, or the answer already given to an earlier request with the same key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DepositDecision {
-    Apply { effects: Effects, balance: Balance },
-    Replay { balance: Balance },
+    /// A new deposit: write its effects and commit.
+    Apply {
+        /// The balance update, the ledger entry and, with a key, the idempotency record.
+        effects: Effects,
+        /// The balance once the effects are committed.
+        balance: Balance,
+    },
+    /// A retry of an earlier deposit with the same key and amount: write nothing.
+    Replay {
+        /// The balance answered the first time.
+        balance: Balance,
+    },
 }
 
 /// The idempotency key of a request and what the store holds for it, if anything.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyState<'a> {
+    /// The key the request carries.
     pub key: &'a IdempotencyKey,
+    /// The deposit the store holds for this user and key, if any.
     pub earlier: Option<&'a IdempotencyRecord>,
 }
 

@@ -6,8 +6,11 @@ use crate::domain::{Balance, DeadLetter, IdempotencyRecord, LedgerEntry, OutboxE
 /// account still holds `from` (it does, as the account is locked) and reports a conflict otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceUpdate {
+    /// The account updated.
     pub user_id: UserId,
+    /// The balance the decision saw; the update applies only if the account still holds it.
     pub from: Balance,
+    /// The new balance.
     pub to: Balance,
 }
 
@@ -15,15 +18,22 @@ pub struct BalanceUpdate {
 /// list is in decision order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
+    /// At most one per account, in user-id order, from the first balance seen to the last.
     pub balance_updates: Vec<BalanceUpdate>,
+    /// One entry per debit or credit.
     pub ledger: Vec<LedgerEntry>,
+    /// New successful payments, at most one per order id.
     pub payments: Vec<Payment>,
+    /// Events to publish after the commit (`order.paid`, `order.payment_failed`, dead letters).
     pub outbox: Vec<OutboxEvent>,
+    /// Messages not applied, stored with their reason.
     pub dead_letters: Vec<DeadLetter>,
+    /// Idempotency records of keyed deposits.
     pub idempotency: Vec<IdempotencyRecord>,
 }
 
 impl Effects {
+    /// Whether there is nothing to write (e.g. a batch of redeliveries).
     pub fn is_empty(&self) -> bool {
         self == &Effects::default()
     }

@@ -27,6 +27,7 @@ pub struct BatchKeys {
 }
 
 impl BatchKeys {
+    /// The keys to load for `batch`; pass only the claimed messages for `users` and `orders`.
     pub fn of<'a>(batch: impl IntoIterator<Item = &'a Inbound>) -> Self {
         let mut seen = HashSet::new();
         let mut messages = Vec::new();
@@ -68,14 +69,30 @@ pub struct BatchState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Debited; `order.paid` emitted.
-    Paid { transaction_id: Uuid, event_id: Uuid },
+    Paid {
+        /// Identifies the debit.
+        transaction_id: Uuid,
+        /// Identifies the `order.paid` event.
+        event_id: Uuid,
+    },
     /// Not debited; `order.payment_failed` emitted.
-    Failed { reason: FailureReason, event_id: Uuid },
+    Failed {
+        /// Why nothing was debited.
+        reason: FailureReason,
+        /// Identifies the `order.payment_failed` event.
+        event_id: Uuid,
+    },
     /// The order was paid before by the same user for the same amount: the original `order.paid`
     /// is emitted again, nothing is debited.
-    AlreadyPaid { event_id: Uuid },
+    AlreadyPaid {
+        /// The `event_id` of the original `order.paid`.
+        event_id: Uuid,
+    },
     /// Not applied; stored and published as a dead letter.
-    DeadLettered { reason: DeadLetterReason },
+    DeadLettered {
+        /// The dead letter's machine-readable reason.
+        reason: DeadLetterReason,
+    },
     /// The message was processed before (or earlier in this batch): no effect, nothing emitted.
     Redelivered,
 }
@@ -96,7 +113,9 @@ impl Outcome {
 /// Every command's outcome, in batch order, and the writes that make them true.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// One per message of the batch, in batch order.
     pub outcomes: Vec<Outcome>,
+    /// Everything to write in the unit of work.
     pub effects: Effects,
 }
 

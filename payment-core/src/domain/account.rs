@@ -8,8 +8,11 @@ use super::{Balance, UserId};
 /// A user's account. Its balance only changes through a ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Account {
+    /// The owner; one account per user.
     pub user_id: UserId,
+    /// The current balance, never negative.
     pub balance: Balance,
+    /// When the account was opened.
     pub created_at: DateTime<Utc>,
 }
 

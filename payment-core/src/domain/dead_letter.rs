@@ -10,8 +10,11 @@ use super::MessageId;
 /// Where a message came from on the broker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// The topic the message was read from.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
 }
 
@@ -30,6 +33,7 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// The stable code stored with the row and sent as the `reason-code` header.
     pub fn as_str(self) -> &'static str {
         match self {
             DeadLetterReason::MalformedJson => "malformed_json",
@@ -50,9 +54,13 @@ pub const MAX_DEAD_LETTER_PAYLOAD_BYTES: usize = 64 * 1024;
 /// outbox, in the same transaction that claimed the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// Identifies the dead letter (the `dead-letter-id` header).
     pub dead_letter_id: Uuid,
+    /// The inbox identity of the message, claimed with the dead letter.
     pub message_id: MessageId,
+    /// Where the message was read; `None` for a command built in process.
     pub origin: Option<Origin>,
+    /// Why it was not applied.
     pub reason: DeadLetterReason,
     /// A sentence for the operator.
     pub detail: String,
@@ -61,6 +69,7 @@ pub struct DeadLetter {
     /// The size of the original message when `payload` is only its first bytes; `None` when
     /// `payload` is the whole message.
     pub payload_original_bytes: Option<u64>,
+    /// When it was dead-lettered.
     pub created_at: DateTime<Utc>,
 }
 

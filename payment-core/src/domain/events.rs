@@ -9,12 +9,19 @@ use super::{Amount, DeadLetter, Echoed, FailureReason, IdTypes, MessageId, Order
 /// `order.paid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderPaid {
+    /// Identifies the event; the same for every re-publication of one payment, so consumers can dedupe.
     pub event_id: Uuid,
+    /// The order paid, in the JSON type the command used.
     pub order_id: Echoed<OrderId>,
+    /// The user debited, in the JSON type the command used.
     pub user_id: Echoed<UserId>,
+    /// The amount debited.
     pub amount: Amount,
+    /// Always `"success"`.
     pub status: &'static str,
+    /// Identifies the debit.
     pub transaction_id: Uuid,
+    /// When the payment was committed; serialised as RFC 3339 UTC.
     #[serde(serialize_with = "rfc3339")]
     pub paid_at: DateTime<Utc>,
 }
@@ -39,12 +46,19 @@ impl OrderPaid {
 /// very values that made it fail), so they are kept as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderPaymentFailed {
+    /// Identifies the event, for consumers to dedupe.
     pub event_id: Uuid,
+    /// The order, in the JSON type the command used.
     pub order_id: Echoed<OrderId>,
+    /// The `user_id` of the command as received (`null` when absent).
     pub user_id: serde_json::Value,
+    /// The `amount` of the command as received (`null` when absent).
     pub amount: serde_json::Value,
+    /// Always `"failed"`.
     pub status: &'static str,
+    /// Why nothing was debited.
     pub reason: FailureReason,
+    /// When the failure was committed; serialised as RFC 3339 UTC.
     #[serde(serialize_with = "rfc3339")]
     pub failed_at: DateTime<Utc>,
 }
@@ -56,12 +70,16 @@ fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S:
 /// The logical destination of an outbox row; the publisher maps it to a configured topic name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// `order.paid`.
     OrderPaid,
+    /// `order.payment_failed`.
     OrderPaymentFailed,
+    /// `pay.order.dlq`: a message that was not applied.
     DeadLetter,
 }
 
 impl EventKind {
+    /// Every kind, e.g. to check that each has a topic.
     pub const ALL: [EventKind; 3] = [EventKind::OrderPaid, EventKind::OrderPaymentFailed, EventKind::DeadLetter];
 
     /// The stable name stored with the row and sent as the `event-type` header.
@@ -73,6 +91,7 @@ impl EventKind {
         }
     }
 
+    /// The kind [`EventKind::as_str`] names; `None` for any other name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
@@ -81,10 +100,13 @@ impl EventKind {
 /// A message waiting in the outbox, written in the transaction that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
+    /// Which topic the row goes to.
     pub kind: EventKind,
     /// The record key: the order id for outcome events.
     pub key: Option<String>,
+    /// The record value, exactly as it is published.
     pub payload: Vec<u8>,
+    /// The record headers, in order.
     pub headers: Vec<(String, String)>,
 }
 
@@ -94,6 +116,7 @@ impl OutboxEvent {
         Self::outcome(EventKind::OrderPaid, event.event_id, &event.order_id.id, correlation, event)
     }
 
+    /// `order.payment_failed` with the SPEC §4 headers; `correlation` is the command that caused it.
     pub fn failed(event: &OrderPaymentFailed, correlation: &MessageId) -> Self {
         Self::outcome(EventKind::OrderPaymentFailed, event.event_id, &event.order_id.id, correlation, event)
     }
@@ -142,6 +165,7 @@ impl OutboxEvent {
         Self { kind: EventKind::DeadLetter, key: None, payload: letter.payload.clone(), headers }
     }
 
+    /// The value of the first header called `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }

@@ -12,12 +12,32 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why a piece of text is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// Too short or too long.
     #[error("{kind} must be {min}..={max} characters long, got {len}")]
-    Length { kind: &'static str, min: usize, max: usize, len: usize },
+    Length {
+        /// Which id, as the API names it (`user_id`, `Idempotency-Key`, …).
+        kind: &'static str,
+        /// Fewest characters allowed.
+        min: usize,
+        /// Most characters allowed.
+        max: usize,
+        /// Characters given.
+        len: usize,
+    },
+    /// A character outside the id's alphabet.
     #[error("{kind} contains a character outside {allowed}")]
-    Alphabet { kind: &'static str, allowed: &'static str },
+    Alphabet {
+        /// Which id, as the API names it.
+        kind: &'static str,
+        /// The alphabet, in words.
+        allowed: &'static str,
+    },
+    /// The JSON value is neither a string nor an integer.
     #[error("{kind} must be a JSON string or integer")]
-    NotStringOrInteger { kind: &'static str },
+    NotStringOrInteger {
+        /// Which id, as the API names it.
+        kind: &'static str,
+    },
 }
 
 macro_rules! identifier {
@@ -27,8 +47,10 @@ macro_rules! identifier {
         pub struct $name(String);
 
         impl $name {
+            /// Most characters (not bytes) the id may have.
             pub const MAX_LEN: usize = $max;
 
+            /// Validates `text`: 1 to `MAX_LEN` characters of the id's alphabet.
             pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
                 let text = text.into();
                 let len = text.chars().count();
@@ -42,6 +64,7 @@ macro_rules! identifier {
                 Ok(Self(text))
             }
 
+            /// The id's text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -124,7 +147,9 @@ impl JsonIdType {
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Echoed<T> {
+    /// The id.
     pub id: T,
+    /// How it is serialised: a JSON string or integer.
     pub json_type: JsonIdType,
 }
 

@@ -17,6 +17,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The stable name stored with the entry.
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Deposit => "deposit",
@@ -28,14 +29,21 @@ impl EntryKind {
 /// One change of one account's balance. `amount` is always positive; `kind` gives the direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {
+    /// Identifies the entry.
     pub entry_id: Uuid,
+    /// The account whose balance changed.
     #[serde(skip)]
     pub user_id: UserId,
+    /// Credit or debit.
     pub kind: EntryKind,
+    /// How much moved; always positive.
     pub amount: Amount,
+    /// The account's balance right after this entry.
     pub balance_after: Balance,
+    /// The order paid, for a payment; `None` for a deposit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
+    /// When the entry was committed.
     pub created_at: DateTime<Utc>,
 }
 
@@ -47,7 +55,9 @@ pub struct LedgerPosition(pub i64);
 /// A ledger entry as read back from a store, with its position for the next page's cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementEntry {
+    /// Its position in the account's statement, the cursor for the next page.
     pub position: LedgerPosition,
+    /// The entry.
     pub entry: LedgerEntry,
 }
 
@@ -58,10 +68,12 @@ pub const MAX_STATEMENT_PAGE: u16 = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatementPage {
     limit: u16,
+    /// Only entries strictly older than this position; `None` for the newest.
     pub before: Option<LedgerPosition>,
 }
 
 impl StatementPage {
+    /// The page size when the caller names none.
     pub const DEFAULT_LIMIT: u16 = 50;
 
     /// `limit` must be within `1..=500`.
@@ -69,6 +81,7 @@ impl StatementPage {
         (1..=MAX_STATEMENT_PAGE).contains(&limit).then_some(Self { limit, before })
     }
 
+    /// Most entries on the page, within `1..=`[`MAX_STATEMENT_PAGE`].
     pub fn limit(self) -> u16 {
         self.limit
     }

@@ -15,8 +15,11 @@ pub const MAX_PAY_ORDER_BYTES: usize = 64 * 1024;
 /// A valid payment command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayOrder {
+    /// The order to pay; debited at most once, ever.
     pub order_id: OrderId,
+    /// The account to debit.
     pub user_id: UserId,
+    /// How much to debit.
     pub amount: Amount,
     /// How the command spelled its ids, for the events to echo.
     pub id_types: IdTypes,
@@ -32,7 +35,9 @@ impl PayOrder {
 /// The JSON types of a command's ids (strings for a command built in process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IdTypes {
+    /// The JSON type of `order_id`.
     pub order_id: JsonIdType,
+    /// The JSON type of `user_id`.
     pub user_id: JsonIdType,
 }
 
@@ -44,23 +49,36 @@ pub enum Command {
     /// A payment that fails as a business outcome (`order.payment_failed`): the order id is
     /// known, but the user or the amount is not valid.
     Invalid {
+        /// The order id, valid.
         order_id: OrderId,
+        /// Its JSON type, for the event to echo.
         order_id_type: JsonIdType,
-        /// `user_id` and `amount` exactly as received (`null` when absent).
+        /// `user_id` exactly as received (`null` when absent).
         user_id: Value,
+        /// `amount` exactly as received (`null` when absent).
         amount: Value,
+        /// The reason `order.payment_failed` carries.
         reason: FailureReason,
     },
     /// No order id can be recovered: the message goes to the dead-letter topic.
-    Undecodable { reason: DeadLetterReason, detail: String },
+    Undecodable {
+        /// The dead letter's machine-readable reason.
+        reason: DeadLetterReason,
+        /// A sentence for the operator.
+        detail: String,
+    },
 }
 
 /// One inbound message: its inbox identity, where it came from, its bytes and its command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
+    /// The inbox identity: a message with an identity already claimed is a redelivery.
     pub identity: MessageId,
+    /// Where the message was read; `None` for a command built in process.
     pub origin: Option<Origin>,
+    /// The bytes as received, kept by a dead letter.
     pub payload: Vec<u8>,
+    /// What the message asks for.
     pub command: Command,
 }
 

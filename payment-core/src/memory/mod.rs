@@ -33,6 +33,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self { state: Arc::default(), commits: Arc::new(watch::Sender::new(0)), leader: Arc::default() }
     }

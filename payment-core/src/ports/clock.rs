@@ -4,6 +4,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 /// Tells the time. Use cases take it as a port so tests can fix it.
 pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 }
 

@@ -32,16 +32,21 @@ use crate::domain::OutboxEvent;
 pub struct OutboxRecord {
     /// Increases with every row a store writes; rows are published in this order.
     pub id: i64,
+    /// The record to publish.
     pub event: OutboxEvent,
+    /// When the row was committed.
     pub created_at: DateTime<Utc>,
 }
 
 /// Largest number of rows one read of the outbox returns.
 pub const MAX_OUTBOX_BATCH_ROWS: u32 = 10_000;
 
+/// The outbox of a store, as the publisher sees it: committed rows only, in id order.
 #[async_trait]
 pub trait Outbox: Clone + Send + Sync + 'static {
+    /// The proof of being the active publisher; see [`Outbox::try_lead`].
     type Leader: Leadership;
+    /// The subscription [`Outbox::wakeups`] returns.
     type Wakeups: Wakeups;
 
     /// The oldest unpublished rows that are not parked, in id order, at most `limit` (capped at

@@ -10,7 +10,10 @@ use super::StoreError;
 /// How long rows are kept. Inbox rows must outlive any redelivery (Kafka retention of `pay.order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
+    /// Age after which a claimed message identity is forgotten; keep it above `pay.order`'s
+    /// retention, or an old redelivery would be applied again.
     pub inbox_max_age: Duration,
+    /// Age after which a published outbox row is deleted; unpublished and parked rows are kept.
     pub published_outbox_max_age: Duration,
     /// Idempotency keys are kept at least 24 h (SPEC §3).
     pub idempotency_max_age: Duration,
@@ -44,11 +47,15 @@ impl RetentionPolicy {
 /// Rows removed by one pruning run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
+    /// Claimed message identities removed.
     pub inbox_rows: u64,
+    /// Published outbox rows removed.
     pub outbox_rows: u64,
+    /// Idempotency records removed.
     pub idempotency_rows: u64,
 }
 
+/// Pruning of the rows exactly-once no longer needs.
 #[async_trait]
 pub trait Retention: Send + Sync {
     /// Deletes rows older than the policy's ages, chunk by chunk, until none is left.

@@ -40,6 +40,7 @@ impl StoreError {
 /// Reads outside a unit of work see committed data only.
 #[async_trait]
 pub trait Store: Clone + Send + Sync + 'static {
+    /// The unit of work [`Store::begin`] opens.
     type Tx: UnitOfWork;
 
     /// Opens a unit of work. Dropping it without [`UnitOfWork::commit`] rolls it back.

@@ -17,14 +17,17 @@ use crate::domain::{
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
+/// A [`UserId`] from a literal; panics if it is not valid.
 pub fn user(id: &str) -> UserId {
     UserId::new(id).unwrap_or_else(|e| panic!("test user id {id:?}: {e}"))
 }
 
+/// An [`Amount`] from its decimal text; panics if it is not valid.
 pub fn amount(text: &str) -> Amount {
     text.parse().unwrap_or_else(|e| panic!("test amount {text:?}: {e}"))
 }
 
+/// The exact value of [`amount`]`(text)`, to compare balances with.
 pub fn money(text: &str) -> Decimal {
     amount(text).value()
 }
@@ -81,6 +84,7 @@ fn json(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap_or_else(|e| panic!("outbox payload is not JSON: {e}"))
 }
 
+/// A new account holds exactly zero and reads back as created.
 pub async fn create_account_starts_at_zero<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     let account = payments.create_account(&user("u1")).await.unwrap();
@@ -89,6 +93,7 @@ pub async fn create_account_starts_at_zero<F: StoreFactory>(factory: &F) {
     assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
 }
 
+/// A second account for a user is [`Error::AccountExists`] and changes nothing.
 pub async fn create_account_twice_is_refused<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "5").await;
@@ -96,6 +101,7 @@ pub async fn create_account_twice_is_refused<F: StoreFactory>(factory: &F) {
     assert_eq!(checked(&store).await.balance("u1"), Some(money("5")));
 }
 
+/// Deposits add exactly (no rounding) and each writes a ledger entry with the balance after it.
 pub async fn deposit_credits_exactly<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "0.1").await;
@@ -108,6 +114,7 @@ pub async fn deposit_credits_exactly<F: StoreFactory>(factory: &F) {
     assert_eq!(entries[1].balance_after.value(), money("0.3"));
 }
 
+/// A deposit without an account is [`Error::AccountNotFound`] and writes nothing.
 pub async fn deposit_to_missing_account_changes_nothing<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     assert_eq!(payments.deposit(&user("ghost"), amount("1"), None).await, Err(Error::AccountNotFound));
@@ -115,6 +122,7 @@ pub async fn deposit_to_missing_account_changes_nothing<F: StoreFactory>(factory
     assert_eq!(checked(&store).await, Snapshot::default());
 }
 
+/// A deposit past the balance limit is [`Error::BalanceLimit`] and writes nothing.
 pub async fn deposit_over_balance_limit_changes_nothing<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "0").await;
@@ -127,6 +135,7 @@ pub async fn deposit_over_balance_limit_changes_nothing<F: StoreFactory>(factory
     assert_eq!(checked(&store).await, before);
 }
 
+/// A retry under the same key and amount replays the first answer and credits once.
 pub async fn idempotent_deposit_replays_and_credits_once<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "1").await;
@@ -142,6 +151,7 @@ pub async fn idempotent_deposit_replays_and_credits_once<F: StoreFactory>(factor
     assert_eq!(snapshot.idempotency.len(), 1);
 }
 
+/// A key reused for another amount is [`Error::IdempotencyKeyReused`] and writes nothing.
 pub async fn idempotency_key_reused_for_other_amount_is_refused<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "1").await;
@@ -152,6 +162,7 @@ pub async fn idempotency_key_reused_for_other_amount_is_refused<F: StoreFactory>
     assert_eq!(checked(&store).await, before);
 }
 
+/// The same key from two users is two deposits.
 pub async fn idempotency_keys_belong_to_one_user<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "0").await;
@@ -164,6 +175,7 @@ pub async fn idempotency_keys_belong_to_one_user<F: StoreFactory>(factory: &F) {
     assert_eq!((snapshot.balance("u1"), snapshot.balance("u2")), (Some(money("2")), Some(money("2"))));
 }
 
+/// Statement pages are newest first, chain through their cursors, and miss nothing.
 pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &F) {
     let (payments, _store) = fresh(factory).await;
     funded(&payments, "u1", "0").await;
@@ -198,6 +210,7 @@ pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &
     assert!(payments.statement(&user("nobody"), StatementPage::new(3, None).unwrap()).await.is_err());
 }
 
+/// A payment debits, records the payment and a ledger entry, and writes `order.paid` with its headers.
 pub async fn payment_debits_and_publishes_order_paid<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "42", "100").await;
@@ -228,6 +241,7 @@ pub async fn payment_debits_and_publishes_order_paid<F: StoreFactory>(factory: &
     );
 }
 
+/// A message delivered again (same identity) changes nothing and emits nothing.
 pub async fn redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -248,6 +262,7 @@ pub async fn redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
     assert_eq!((after.balance("u1"), after.outbox.len()), (Some(money("5")), 2));
 }
 
+/// One identity twice in a batch is applied once.
 pub async fn duplicate_identity_in_one_batch_applies_once<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -258,6 +273,7 @@ pub async fn duplicate_identity_in_one_batch_applies_once<F: StoreFactory>(facto
     assert_eq!((snapshot.balance("u1"), snapshot.outbox.len()), (Some(money("6")), 1));
 }
 
+/// A new message for a paid order re-publishes the original `order.paid` and debits nothing.
 pub async fn new_command_for_paid_order_republishes_original_event<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -272,6 +288,7 @@ pub async fn new_command_for_paid_order_republishes_original_event<F: StoreFacto
     assert_eq!(snapshot.balance("u1"), Some(money("6")), "no second debit");
 }
 
+/// A paid order asked again by another user or for another amount is dead-lettered with its original bytes.
 pub async fn conflicting_duplicate_is_dead_lettered<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -295,6 +312,7 @@ pub async fn conflicting_duplicate_is_dead_lettered<F: StoreFactory>(factory: &F
     assert_eq!(snapshot.dead_letters[0].payload, letter.payload, "the original bytes");
 }
 
+/// A failed order may be paid by a later command.
 pub async fn failed_order_is_attempted_again<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "3").await;
@@ -306,6 +324,7 @@ pub async fn failed_order_is_attempted_again<F: StoreFactory>(factory: &F) {
     assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
 }
 
+/// Insufficient funds emit `order.payment_failed` and debit nothing.
 pub async fn insufficient_funds_fails_without_debit<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "3.99").await;
@@ -325,6 +344,7 @@ pub async fn insufficient_funds_fails_without_debit<F: StoreFactory>(factory: &F
     assert!(body["failed_at"].is_string());
 }
 
+/// A payment without an account fails and creates no account.
 pub async fn unknown_account_fails<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     let outcomes = payments.pay_orders(&[pay("m-1", "o-1", "nobody", "4")]).await.unwrap();
@@ -334,6 +354,7 @@ pub async fn unknown_account_fails<F: StoreFactory>(factory: &F) {
     assert_eq!(json(&snapshot.outbox[0].payload)["reason"], "account_not_found");
 }
 
+/// Invalid users and amounts fail as `order.payment_failed`, echoing the input.
 pub async fn invalid_commands_fail_as_business_outcomes<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -361,6 +382,7 @@ pub async fn invalid_commands_fail_as_business_outcomes<F: StoreFactory>(factory
     assert_eq!(json(&snapshot.outbox[0].payload)["amount"].to_string(), "\"0.001\"", "echoes the input");
 }
 
+/// A message without a usable order id is dead-lettered and claimed like any other.
 pub async fn undecodable_message_is_dead_lettered<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -390,6 +412,7 @@ pub async fn undecodable_message_is_dead_lettered<F: StoreFactory>(factory: &F) 
     assert_eq!(payments.pay_orders(&batch[..1]).await.unwrap(), vec![Outcome::Redelivered]);
 }
 
+/// An oversized message is dead-lettered with its first bytes and its original size.
 pub async fn oversized_message_is_dead_lettered_with_a_capped_payload<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     let huge = format!(r#"{{"order_id":"o-1","user_id":"u1","amount":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
@@ -405,6 +428,7 @@ pub async fn oversized_message_is_dead_lettered_with_a_capped_payload<F: StoreFa
     assert_eq!(event.header("payload-original-bytes"), Some(huge.len().to_string().as_str()));
 }
 
+/// Later commands of a batch see the debits of earlier ones.
 pub async fn orders_of_one_user_in_one_batch_see_each_other<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -417,6 +441,7 @@ pub async fn orders_of_one_user_in_one_batch_see_each_other<F: StoreFactory>(fac
     assert_eq!(checked(&store).await.balance("u1"), Some(Decimal::ZERO));
 }
 
+/// One order id twice in a batch is debited once.
 pub async fn same_order_twice_in_one_batch_debits_once<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -433,6 +458,7 @@ pub async fn same_order_twice_in_one_batch_debits_once<F: StoreFactory>(factory:
     assert_eq!(checked(&store).await.balance("u1"), Some(money("7")));
 }
 
+/// A failure at any step of a unit of work, up to the commit, leaves nothing behind.
 pub async fn fault_at_any_step_leaves_nothing<F: StoreFactory>(factory: &F) {
     for point in FaultPoint::ALL.into_iter().filter(|p| *p != FaultPoint::AfterCommit) {
         let store = FaultyStore::new(factory.fresh().await);
@@ -494,6 +520,7 @@ pub async fn fault_at_any_step_leaves_nothing<F: StoreFactory>(factory: &F) {
     }
 }
 
+/// A batch committed though the caller saw an error is a redelivery when retried.
 pub async fn fault_after_commit_then_redelivery_has_no_effect<F: StoreFactory>(factory: &F) {
     let store = FaultyStore::new(factory.fresh().await);
     let payments = Payments::new(store.clone());
@@ -507,6 +534,7 @@ pub async fn fault_after_commit_then_redelivery_has_no_effect<F: StoreFactory>(f
     assert_eq!(checked(&store).await, committed);
 }
 
+/// A balance update from a value the account no longer holds is a [`StoreError::Conflict`].
 pub async fn apply_refuses_a_stale_balance<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -527,6 +555,7 @@ pub async fn apply_refuses_a_stale_balance<F: StoreFactory>(factory: &F) {
     assert_eq!(checked(&store).await, before);
 }
 
+/// A second payment for an order id is a [`StoreError::Conflict`].
 pub async fn apply_refuses_a_second_payment_for_an_order<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -541,6 +570,7 @@ pub async fn apply_refuses_a_second_payment_for_an_order<F: StoreFactory>(factor
     assert_eq!(checked(&store).await, before);
 }
 
+/// Concurrent deposits and payments on one account add up exactly, and no race surfaces as an error.
 pub async fn concurrent_payments_on_one_account_are_exact<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "hot", "0").await;
@@ -572,6 +602,7 @@ pub async fn concurrent_payments_on_one_account_are_exact<F: StoreFactory>(facto
     assert_eq!(snapshot.payments.len(), paid as usize);
 }
 
+/// Concurrent retries under one key credit once.
 pub async fn concurrent_idempotent_retries_credit_once<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "0").await;
@@ -592,6 +623,7 @@ pub async fn concurrent_idempotent_retries_credit_once<F: StoreFactory>(factory:
     assert_eq!(checked(&store).await.balance("u1"), Some(money("7")));
 }
 
+/// Concurrent batches naming one order debit it once, without deadlock.
 pub async fn concurrent_batches_with_one_order_debit_once<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "a", "10").await;
@@ -616,6 +648,7 @@ pub async fn concurrent_batches_with_one_order_debit_once<F: StoreFactory>(facto
     assert_eq!(balances, BTreeMap::from([("a".into(), money("9")), ("b".into(), money("8"))]));
 }
 
+/// The outbox is read in commit order and published rows are not read again.
 pub async fn outbox_is_read_in_order_and_marked_published<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -635,6 +668,7 @@ pub async fn outbox_is_read_in_order_and_marked_published<F: StoreFactory>(facto
     assert_eq!(checked(&store).await.outbox.len(), 5, "published rows stay until pruned");
 }
 
+/// Parked rows are skipped by reads, counted apart from the backlog and kept by retention.
 pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -671,6 +705,7 @@ pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(fa
     assert_eq!(store.parked().await.unwrap(), 1);
 }
 
+/// Only one publisher leads at a time; dropping the lead frees it.
 pub async fn one_publisher_leads_at_a_time<F: StoreFactory>(factory: &F) {
     let (_, store) = fresh(factory).await;
     let mut leader = store.try_lead().await.unwrap().expect("the first publisher leads");
@@ -688,6 +723,7 @@ pub async fn one_publisher_leads_at_a_time<F: StoreFactory>(factory: &F) {
     assert!(taken.is_some(), "leadership is free again once the leader is gone");
 }
 
+/// A commit that wrote outbox rows wakes a subscriber.
 pub async fn wakeups_follow_commits_with_outbox_rows<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;
@@ -699,6 +735,7 @@ pub async fn wakeups_follow_commits_with_outbox_rows<F: StoreFactory>(factory: &
     assert!(matches!(woken, Ok(Ok(()))), "{woken:?}");
 }
 
+/// Retention deletes old inbox, published outbox and idempotency rows, and nothing else.
 pub async fn retention_prunes_old_rows_only<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "10").await;

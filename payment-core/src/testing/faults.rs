@@ -16,12 +16,19 @@ use crate::ports::{Store, StoreError, UnitOfWork};
 /// A step of a unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultPoint {
+    /// [`Store::begin`].
     Begin,
+    /// [`UnitOfWork::claim_messages`].
     ClaimMessages,
+    /// [`UnitOfWork::lock_accounts`].
     LockAccounts,
+    /// [`UnitOfWork::load_payments`].
     LoadPayments,
+    /// [`UnitOfWork::load_idempotency`].
     LoadIdempotency,
+    /// [`UnitOfWork::insert_account`].
     InsertAccount,
+    /// [`UnitOfWork::apply`].
     Apply,
     /// The commit fails; nothing is written.
     Commit,
@@ -31,6 +38,7 @@ pub enum FaultPoint {
 }
 
 impl FaultPoint {
+    /// Every step, in the order a unit of work passes them.
     pub const ALL: [FaultPoint; 9] = [
         FaultPoint::Begin,
         FaultPoint::ClaimMessages,
@@ -63,14 +71,17 @@ pub struct FaultyStore<S> {
 }
 
 impl<S> FaultyStore<S> {
+    /// Wraps `inner`, with no fault armed.
     pub fn new(inner: S) -> Self {
         Self { inner, plan: Arc::default() }
     }
 
+    /// Makes the next pass through `point`, by any clone, fail with [`StoreError::Unavailable`], once.
     pub fn arm(&self, point: FaultPoint) {
         *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
     }
 
+    /// Cancels an armed fault that has not fired.
     pub fn disarm(&self) {
         *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
@@ -80,6 +91,7 @@ impl<S> FaultyStore<S> {
         *self.plan.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.inner
     }

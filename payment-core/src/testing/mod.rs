@@ -28,8 +28,10 @@ use crate::ports::{Outbox, Retention, Store};
 /// Gives each test a fresh, empty store.
 #[async_trait]
 pub trait StoreFactory: Send + Sync {
+    /// The store under test; it must offer every port and [`Inspect`].
     type Store: Store + Outbox + Retention + Inspect;
 
+    /// A new store sharing nothing with any other the factory made.
     async fn fresh(&self) -> Self::Store;
 }
 

@@ -15,10 +15,15 @@ use crate::domain::{
 /// An outcome without its generated ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
+    /// [`Outcome::Paid`].
     Paid,
+    /// [`Outcome::Failed`], with its reason.
     Failed(FailureReason),
+    /// [`Outcome::AlreadyPaid`].
     AlreadyPaid,
+    /// [`Outcome::DeadLettered`], with its reason.
     DeadLettered(DeadLetterReason),
+    /// [`Outcome::Redelivered`].
     Redelivered,
 }
 
@@ -37,10 +42,13 @@ impl From<Outcome> for Expected {
 /// What a store should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
+    /// Each account's balance.
     pub balances: BTreeMap<UserId, Decimal>,
+    /// Each account's total deposits: `balance == deposits − payments` is checked against it.
     pub deposits: BTreeMap<UserId, Decimal>,
     /// Paid orders: who paid and how much.
     pub paid: BTreeMap<OrderId, (UserId, Decimal)>,
+    /// Every message identity applied.
     pub inbox: BTreeSet<MessageId>,
     /// Idempotency keys: the amount asked and the balance answered.
     pub keys: BTreeMap<(UserId, IdempotencyKey), (Decimal, Decimal)>,
@@ -49,6 +57,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// Opens an account, as [`Payments::create_account`](crate::Payments::create_account) must.
     pub fn create(&mut self, user: &UserId) -> Result<(), Error> {
         if self.balances.contains_key(user) {
             return Err(Error::AccountExists);
@@ -82,6 +91,8 @@ impl Model {
         Ok((after, false))
     }
 
+    /// The outcome of each message of a batch, as
+    /// [`Payments::pay_orders`](crate::Payments::pay_orders) must decide them.
     pub fn pay(&mut self, batch: &[Inbound]) -> Vec<Expected> {
         batch.iter().map(|message| self.pay_one(message)).collect()
     }

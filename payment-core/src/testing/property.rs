@@ -21,9 +21,13 @@ use crate::ports::Store;
 /// A message of a generated batch; indices pick among the messages sent so far.
 #[derive(Debug, Clone)]
 pub enum Msg {
+    /// A new message with a valid command.
     Fresh {
+        /// Order `o<order>`.
         order: u8,
+        /// User `u<user>`; the generator also picks a user that has no account.
         user: u8,
+        /// The amount, in cents.
         cents: u32,
     },
     /// The same message again (same identity).
@@ -32,29 +36,43 @@ pub enum Msg {
     Resend(usize),
     /// An earlier message's order id for another user or amount.
     Conflicting {
+        /// The earlier message whose order id is reused.
         of: usize,
+        /// User `u<user>`.
         user: u8,
+        /// The amount, in cents.
         cents: u32,
     },
     /// A valid order id with an invalid amount.
     InvalidAmount {
+        /// Order `o<order>`.
         order: u8,
+        /// User `u<user>`.
         user: u8,
     },
+    /// Bytes that are not JSON.
     Malformed,
 }
 
+/// One step of a generated case, run on the store and on the model.
 #[derive(Debug, Clone)]
 pub enum Step {
+    /// Opens the account of user `u<n>`.
     Create(u8),
+    /// A deposit, with or without an idempotency key.
     Deposit {
+        /// User `u<user>`.
         user: u8,
+        /// The amount, in cents.
         cents: u32,
+        /// Key `k<key>`, if any.
         key: Option<u8>,
     },
+    /// A batch, applied.
     Pay(Vec<Msg>),
     /// A batch whose unit of work fails at the given step.
     Abort(Vec<Msg>, FaultPoint),
+    /// Two batches at once; the store must match one of the two serial orders.
     Concurrent(Vec<Msg>, Vec<Msg>),
 }
 

@@ -14,22 +14,28 @@ use crate::domain::{
 /// Read access to a whole store, for tests.
 #[async_trait]
 pub trait Inspect {
+    /// Reads everything committed.
     async fn snapshot(&self) -> Snapshot;
 }
 
 /// A store's committed contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Each account's balance.
     pub accounts: BTreeMap<UserId, Balance>,
     /// Each account's entries, oldest first.
     pub ledger: BTreeMap<UserId, Vec<LedgerEntry>>,
+    /// Successful payments by order id.
     pub payments: BTreeMap<OrderId, Payment>,
+    /// Every message identity claimed.
     pub inbox: BTreeSet<MessageId>,
     /// In outbox order.
     pub outbox: Vec<OutboxEvent>,
     /// Parked outbox rows: their index in `outbox` and the broker's error, in outbox order.
     pub parked: Vec<(usize, String)>,
+    /// Dead letters, in the order they were written.
     pub dead_letters: Vec<DeadLetter>,
+    /// Idempotency records by user and key.
     pub idempotency: BTreeMap<(UserId, IdempotencyKey), IdempotencyRecord>,
 }
 
@@ -106,6 +112,7 @@ impl Snapshot {
         Ok(())
     }
 
+    /// The balance of user `user`, as an exact decimal; `None` without an account.
     pub fn balance(&self, user: &str) -> Option<Decimal> {
         self.accounts.iter().find(|(id, _)| id.as_str() == user).map(|(_, b)| b.value())
     }

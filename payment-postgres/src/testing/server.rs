@@ -23,7 +23,9 @@ pub enum ServerError {
         "PostgreSQL server binaries (initdb, postgres) were not found on PATH or under /usr/lib/postgresql/*/bin: \
          install PostgreSQL (e.g. `apt install postgresql`) or set DATABASE_URL to a server the tests may create databases on"
     )]
+    /// Neither `DATABASE_URL` nor the local server binaries are available.
     NoBinaries,
+    /// `initdb` or `postgres` failed; the text says how.
     #[error("the throwaway PostgreSQL server could not start: {0}")]
     Start(String),
 }
