@@ -20,16 +20,22 @@ pub const MAX_SCALE: u32 = 2;
 /// Why a piece of text or a decimal is not valid money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// Not JSON number syntax.
     #[error("not a decimal number")]
     NotANumber,
+    /// More than two fractional digits once normalised; money is never rounded.
     #[error("more than {MAX_SCALE} fractional digits")]
     TooPrecise,
+    /// An amount of zero or less.
     #[error("must be greater than zero")]
     NotPositive,
+    /// An amount above [`MAX_AMOUNT`].
     #[error("exceeds the limit of {MAX_AMOUNT}")]
     TooLarge,
+    /// A balance below zero.
     #[error("a balance cannot be negative")]
     Negative,
+    /// A balance above [`MAX_BALANCE`].
     #[error("exceeds the balance limit of {MAX_BALANCE}")]
     BalanceLimit,
 }
@@ -54,6 +60,7 @@ impl Amount {
         Ok(Self(value))
     }
 
+    /// The exact, normalised value.
     pub fn value(self) -> Decimal {
         self.0
     }
@@ -85,8 +92,10 @@ impl fmt::Display for Amount {
 pub struct Balance(Decimal);
 
 impl Balance {
+    /// The balance of a new account.
     pub const ZERO: Balance = Balance(Decimal::ZERO);
 
+    /// Validates a decimal; it is normalised, never rounded.
     pub fn new(value: Decimal) -> Result<Self, MoneyError> {
         let value = value.normalize();
         if value.scale() > MAX_SCALE {
@@ -101,6 +110,7 @@ impl Balance {
         Ok(Self(value))
     }
 
+    /// The exact, normalised value.
     pub fn value(self) -> Decimal {
         self.0
     }
