@@ -14,6 +14,9 @@ use crate::error::{store_error, PostgresError};
 use crate::rows;
 use crate::tx::PgTx;
 
+/// How long [`Store::ping`] waits for the server.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
@@ -91,7 +94,13 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+        // Readiness must answer promptly while the server is down, not after the pool has
+        // spent its whole acquire timeout trying to reconnect.
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        match tokio::time::timeout(PING_TIMEOUT, query).await {
+            Ok(answer) => answer.map(drop).map_err(store_error),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer to a ping within {PING_TIMEOUT:?}"))),
+        }
     }
 
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
