@@ -59,6 +59,7 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
         self
     }
 
+    /// Timeouts of the HTTP routers.
     pub fn http_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self

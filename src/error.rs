@@ -3,16 +3,31 @@
 /// This crate's error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The PostgreSQL store could not connect or migrate.
     #[error(transparent)]
     Postgres(#[from] payment_postgres::PostgresError),
+    /// A Kafka client could not be built, a setting was refused, or the topics could not be
+    /// created or checked.
     #[error(transparent)]
     Kafka(#[from] payment_kafka::KafkaError),
+    /// librdkafka's mock cluster (the embedded broker) could not start.
     #[error("cannot start the embedded Kafka broker: {0}")]
     EmbeddedBroker(#[source] rdkafka::error::KafkaError),
+    /// The HTTP listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// A background task panicked or returned before shutdown; the service was stopped.
     #[error("the {task} task ended before shutdown")]
-    TaskEnded { task: &'static str },
+    TaskEnded {
+        /// `pay.order consumer`, `outbox publisher` or `retention`.
+        task: &'static str,
+    },
 }

@@ -11,6 +11,8 @@
 //! - [`process::run`]: what the binary runs, from [`Settings`] (every flag and environment
 //!   variable) to a listening service.
 
+#![warn(missing_docs)]
+
 mod compose;
 mod error;
 mod http;
