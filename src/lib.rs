@@ -10,6 +10,32 @@
 //!   installs nothing global (recorder, subscriber, signal handler): the host does.
 //! - [`process::run`]: what the binary runs, from [`Settings`] (every flag and environment
 //!   variable) to a listening service.
+//!
+//! An HTTP-only host on the in-memory store (add `.kafka(..)` to consume `pay.order` and publish
+//! the outcomes; `examples/embed-in-axum.rs` is a whole host):
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::http::{Request, StatusCode};
+//! use payment_core::memory::MemoryStore;
+//! use payment_service::PaymentService;
+//! use tokio_util::sync::CancellationToken;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let shutdown = CancellationToken::new();
+//! let running = PaymentService::new(MemoryStore::new()).start(&shutdown)?;
+//! let app = axum::Router::new().nest("/payments", running.accounts.clone());
+//!
+//! let open = Request::post("/payments/accounts").header("x-user-id", "42").body(Body::empty())?;
+//! assert_eq!(app.oneshot(open).await?.status(), StatusCode::CREATED);
+//!
+//! shutdown.cancel();
+//! running.stopped().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
