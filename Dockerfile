@@ -13,6 +13,8 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
+# make, a C/C++ compiler and zlib headers for librdkafka's configure build; cmake so that turning
+# on rdkafka's `cmake-build` feature needs no change here.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
