@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+#
+# Two images from one file:
+#   docker build .                      -> the service (the last stage, `service`)
+#   docker build --target simulator .   -> the orders simulator
+#
+# rdkafka is built without the `ssl`, `gssapi`, `zstd` or `cmake-build` features (see
+# Cargo.toml), so librdkafka is compiled from its bundled sources with ./configure and make, and
+# links only libc and zlib. No TLS library is needed at build or run time.
+
+# The locked dependencies need a newer compiler than the workspace's rust-version (uuid 1.29
+# needs 1.89); this is the version the project is built and tested with.
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS build
+# make, a C/C++ compiler and zlib headers for librdkafka's configure build; cmake so that turning
+# on rdkafka's `cmake-build` feature needs no change here.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# The registry and the target directory are BuildKit cache mounts: a rebuild after a source
+# change recompiles the workspace crates only, not librdkafka and the other dependencies.
+# Binaries are copied out of the cache mount, which is not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p payment-service --bin payment-service \
+    && install -D target/release/payment-service /out/payment-service
+
+FROM build AS build-simulator
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p orders-simulator --bin orders-simulator \
+    && install -D target/release/orders-simulator /out/orders-simulator
+
+# Runtime: libc and zlib1g are already in bookworm-slim. No ca-certificates: neither the Kafka
+# client nor the PostgreSQL client is built with TLS.
+FROM debian:bookworm-slim AS runtime
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin payment
+
+FROM runtime AS simulator
+COPY --from=build-simulator /out/orders-simulator /usr/local/bin/orders-simulator
+USER payment
+ENTRYPOINT ["/usr/local/bin/orders-simulator"]
+
+FROM runtime AS service
+COPY --from=build /out/payment-service /usr/local/bin/payment-service
+USER payment
+ENV HTTP_ADDR=0.0.0.0:8080
+EXPOSE 8080
+# bookworm-slim has no curl or wget; rather than install one (and its TLS libraries) the check
+# speaks HTTP/1.1 through bash's /dev/tcp to the port of HTTP_ADDR and passes on a 200 from /readyz
+# (503 while PostgreSQL or Kafka is unreachable).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HTTP_ADDR##*:} && printf 'GET /readyz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+ENTRYPOINT ["/usr/local/bin/payment-service"]
