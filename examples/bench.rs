@@ -300,7 +300,7 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
         let service = service::Service::start(&binary, &url, &brokers, &extra).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((binary, service))
     };
-    let (binary, service) = match started.await {
+    let (binary, mut service) = match started.await {
         Ok(started) => started,
         Err(error) => return fail_all(figures, format!("the service: {error}")),
     };
@@ -320,7 +320,8 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
         funded = accounts;
         Ok(run)
     };
-    figures.payments = kept("flat out", run.await, show_run);
+    let run = run.await;
+    figures.payments = kept("flat out", run.and_then(|run| service.check_alive().map(|()| run)), show_run);
     for (index, rate) in RATES.into_iter().enumerate() {
         let orders = (u64::from(rate) * config.length.as_secs()) as usize;
         println!(
@@ -330,6 +331,7 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
             thousands(orders as f64)
         );
         let run = payments(server, &target, config, 2 + index as u64, orders, Some(rate)).await.map(|(run, _)| run);
+        let run = run.and_then(|run| service.check_alive().map(|()| run));
         figures.rates.push((rate, kept(&format!("{rate}/s"), run, show_run)));
     }
     let users: Vec<String> = funded.iter().map(orders_simulator::Account::header).collect();
@@ -345,7 +347,8 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
             postgres::checkpoint(server).await?;
             load::drive(&service.base_url, &users, request, connections, config.length).await
         };
-        let result = kept(what, run.await, |r: &HttpRun| {
+        let run = run.await.and_then(|run| service.check_alive().map(|()| run));
+        let result = kept(what, run, |r: &HttpRun| {
             format!(
                 "{} requests/s, p50 {} p99 {}, {} failed",
                 thousands(r.per_sec()),
@@ -359,7 +362,8 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
             Request::Balance => figures.balances = result,
         }
     }
-    figures.peak_rss = kept("service peak RSS (VmHWM)", service.peak_rss(), |&bytes| mib(bytes));
+    let peak = service.check_alive().and_then(|()| service.peak_rss());
+    figures.peak_rss = kept("service peak RSS (VmHWM)", peak, |&bytes| mib(bytes));
     match service.stop() {
         Ok((status, took)) => println!("service stopped with SIGTERM: {status} in {:.2} s", took.as_secs_f64()),
         Err(error) => println!("service stop: {error}"),

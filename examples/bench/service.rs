@@ -113,6 +113,18 @@ impl Service {
         Err(format!("payment-service not ready after {READY_TIMEOUT:?}:\n{}", self.log_tail()).into())
     }
 
+    /// An error when the process has exited (it should run until [`stop`](Self::stop)).
+    pub fn check_alive(&mut self) -> Fallible<()> {
+        let Some(child) = self.child.as_mut() else { return Err("the service is not running".into()) };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                Err(format!("the service exited unexpectedly ({status}); its log ends:\n{}", self.log_tail()).into())
+            }
+            Err(e) => Err(format!("checking on the service: {e}").into()),
+        }
+    }
+
     /// The last lines of the service's log, for an error message.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
