@@ -24,7 +24,7 @@ pub enum FaultPoint {
     LockAccounts,
     /// [`UnitOfWork::load_payments`].
     LoadPayments,
-    /// [`UnitOfWork::load_idempotency`].
+    /// [`UnitOfWork::load_idempotency_many`].
     LoadIdempotency,
     /// [`UnitOfWork::insert_account`].
     InsertAccount,
@@ -150,13 +150,12 @@ impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
         self.inner.load_payments(orders).await
     }
 
-    async fn load_idempotency(
+    async fn load_idempotency_many(
         &mut self,
-        user: &UserId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        keys: &[(UserId, IdempotencyKey)],
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
         trip(&self.plan, FaultPoint::LoadIdempotency)?;
-        self.inner.load_idempotency(user, key).await
+        self.inner.load_idempotency_many(keys).await
     }
 
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
