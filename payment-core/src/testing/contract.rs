@@ -901,3 +901,30 @@ pub async fn a_store_error_fails_the_whole_batch_and_a_conflict_retries_it<F: St
     assert_eq!(balances, [Some(money("1")), Some(money("2")), Some(money("3"))]);
     assert_eq!(after.ledger.values().map(Vec::len).sum::<usize>(), 3);
 }
+
+/// A caller that gives up while its batch gathers — the leader, whose future drives the batch —
+/// strands no other deposit of the batch, and its own deposit is left out.
+pub async fn a_caller_giving_up_strands_no_other_deposit_of_its_batch<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    let payments = payments
+        .with_deposit_batching(DepositBatching { max_requests: 10, linger: std::time::Duration::from_millis(300) });
+    let deposit = |how_much: &'static str| {
+        let payments = payments.clone();
+        tokio::spawn(async move { payments.deposit(&user("u1"), amount(how_much), None).await })
+    };
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    let leader = deposit("100");
+    pause().await;
+    let followers = [deposit("1"), deposit("2")];
+    pause().await;
+    leader.abort();
+    let mut answered = Vec::new();
+    for follower in followers {
+        let receipt = follower.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        answered.push(receipt.balance.value());
+    }
+    answered.sort();
+    assert!(answered == [money("1"), money("3")] || answered == [money("2"), money("3")], "{answered:?}");
+    assert_eq!(checked(&store).await.balance("u1"), Some(money("3")), "the leader's deposit was left out");
+}
