@@ -183,8 +183,11 @@ fn a_batch_of_64_deposits_costs_the_statements_of_one() {
         let users: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
         let names: Vec<&str> = users.iter().map(String::as_str).collect();
         let alone = funded(&store, &names, "1").await.with_deposit_batching(DepositBatching::OFF);
-        let together =
-            alone.clone().with_deposit_batching(DepositBatching { max_requests: 64, linger: Duration::from_secs(5) });
+        let together = alone.clone().with_deposit_batching(DepositBatching {
+            max_requests: 64,
+            linger: Duration::from_secs(5),
+            group_commit: false,
+        });
         let key = |k: &str| Some(IdempotencyKey::new(k).unwrap());
 
         let start = store.statements_executed();

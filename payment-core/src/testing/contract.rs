@@ -759,7 +759,7 @@ pub async fn retention_prunes_old_rows_only<F: StoreFactory>(factory: &F) {
 /// Batching that closes a batch when `max_requests` deposits joined it: the tests below spawn
 /// exactly that many, so they share one unit of work; the long linger only bounds a hang.
 fn batch_of(max_requests: usize) -> DepositBatching {
-    DepositBatching { max_requests, linger: std::time::Duration::from_secs(5) }
+    DepositBatching { max_requests, linger: std::time::Duration::from_secs(5), group_commit: false }
 }
 
 /// Deposits `(user, amount, key)` all at once; their answers in the same order.
@@ -907,8 +907,11 @@ pub async fn a_store_error_fails_the_whole_batch_and_a_conflict_retries_it<F: St
 pub async fn a_caller_giving_up_strands_no_other_deposit_of_its_batch<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
     funded(&payments, "u1", "0").await;
-    let payments = payments
-        .with_deposit_batching(DepositBatching { max_requests: 10, linger: std::time::Duration::from_millis(300) });
+    let payments = payments.with_deposit_batching(DepositBatching {
+        max_requests: 10,
+        linger: std::time::Duration::from_millis(300),
+        group_commit: false,
+    });
     let deposit = |how_much: &'static str| {
         let payments = payments.clone();
         tokio::spawn(async move { payments.deposit(&user("u1"), amount(how_much), None).await })
@@ -927,4 +930,25 @@ pub async fn a_caller_giving_up_strands_no_other_deposit_of_its_batch<F: StoreFa
     answered.sort();
     assert!(answered == [money("1"), money("3")] || answered == [money("2"), money("3")], "{answered:?}");
     assert_eq!(checked(&store).await.balance("u1"), Some(money("3")), "the leader's deposit was left out");
+}
+
+/// With group commit, a batch goes as soon as every deposit in progress is in it: however long
+/// the linger, a lone deposit waits for nothing and concurrent ones finish without waiting it out.
+pub async fn group_commit_waits_for_no_deposit_that_is_not_coming<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    for who in ["u1", "u2", "u3"] {
+        funded(&payments, who, "0").await;
+    }
+    let linger = std::time::Duration::from_secs(120);
+    let payments = payments.with_deposit_batching(DepositBatching { max_requests: 64, linger, group_commit: true });
+    let soon = std::time::Duration::from_secs(20);
+    let lone = tokio::time::timeout(soon, payments.deposit(&user("u1"), amount("1"), None)).await;
+    assert!(matches!(lone, Ok(Ok(_))), "a lone deposit does not wait out the linger: {lone:?}");
+    let deposits: Vec<(&str, &str, Option<&str>)> = (0..30).map(|i| (["u1", "u2", "u3"][i % 3], "0.5", None)).collect();
+    let answers = tokio::time::timeout(soon, deposit_all(&payments, &deposits)).await;
+    let answers = answers.unwrap_or_else(|_| panic!("concurrent deposits waited out the linger"));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let snapshot = checked(&store).await;
+    let balances = [snapshot.balance("u1"), snapshot.balance("u2"), snapshot.balance("u3")];
+    assert_eq!(balances, [Some(money("6")), Some(money("5")), Some(money("5"))]);
 }

@@ -148,9 +148,9 @@ struct Case<S: Store> {
 
 async fn run_case<F: StoreFactory>(factory: &F, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let store = FaultyStore::new(factory.fresh().await);
-    // A lone deposit would wait out the linger for company that never comes; the concurrent
-    // deposit steps are the ones that coalesce, with batching of their own.
-    let payments = Payments::new(store.clone()).with_deposit_batching(DepositBatching::OFF);
+    // Default batching: lone deposit steps pass through the coalescer too (group commit sends
+    // them at once); the concurrent deposit steps force a shared batch with batching of their own.
+    let payments = Payments::new(store.clone());
     let mut case = Case { payments, store, model: Model::default(), sent: Vec::new() };
     for (n, step) in steps.iter().enumerate() {
         case.step(step).await.map_err(|e| TestCaseError::fail(format!("step {n} {step:?}: {e}")))?;
@@ -264,7 +264,11 @@ impl<S: Store + Inspect> Case<S> {
             })
             .collect();
         // Full when every deposit has joined, so they share one batch; the linger bounds a hang.
-        let batching = DepositBatching { max_requests: requests.len(), linger: std::time::Duration::from_secs(5) };
+        let batching = DepositBatching {
+            max_requests: requests.len(),
+            linger: std::time::Duration::from_secs(5),
+            group_commit: false,
+        };
         let payments = self.payments.clone().with_deposit_batching(batching);
         let begun = self.store.units_begun();
         let tasks: Vec<_> = requests
