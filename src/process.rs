@@ -17,6 +17,8 @@ use crate::{PaymentService, ServiceError};
 
 /// Partitions of each topic on the embedded broker.
 const EMBEDDED_PARTITIONS: i32 = 4;
+/// The mock cluster holds an empty fetch for its whole wait, even when a message arrives.
+const EMBEDDED_FETCH_WAIT_MAX: Duration = Duration::from_millis(10);
 /// How long the start waits for the cluster's answer about topics and their retention.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,13 +88,13 @@ pub async fn run(
             let store = PgStore::connect(url, &config).await?;
             store.migrate().await?;
             tracing::info!("PostgreSQL store ready, migrations applied");
-            serve(store, &settings, kafka, policy, metrics, stop).await
+            serve(store, &settings, kafka, embedded.is_some(), policy, metrics, stop).await
         }
         None => {
             tracing::warn!(
                 "DATABASE_URL unset: IN-MEMORY STORE, NOT DURABLE — every account and payment is lost at exit"
             );
-            serve(MemoryStore::new(), &settings, kafka, policy, metrics, stop).await
+            serve(MemoryStore::new(), &settings, kafka, embedded.is_some(), policy, metrics, stop).await
         }
     }
 }
@@ -101,6 +103,7 @@ async fn serve<S: Store + Outbox + Retention>(
     store: S,
     settings: &Settings,
     kafka: KafkaConfig,
+    embedded: bool,
     policy: RetentionPolicy,
     metrics: Option<PrometheusHandle>,
     stop: impl Future<Output = ()>,
@@ -109,6 +112,10 @@ async fn serve<S: Store + Outbox + Retention>(
         group_id: settings.kafka_group_id.clone(),
         batch_max_messages: settings.batch_max_messages,
         batch_linger: Duration::from_millis(settings.batch_linger_ms),
+        fetch_wait_max: match embedded {
+            true => EMBEDDED_FETCH_WAIT_MAX,
+            false => Duration::from_millis(settings.kafka_fetch_wait_max_ms),
+        },
         ..ConsumerConfig::default()
     };
     let publisher = PublisherConfig {

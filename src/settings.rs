@@ -32,6 +32,11 @@ pub struct Settings {
     /// Consumer group of `pay.order`; instances with the same group share the partitions.
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "payment-service")]
     pub kafka_group_id: String,
+    /// Longest time the broker may hold an empty fetch of `pay.order`, in milliseconds. A Kafka
+    /// broker answers as soon as a message arrives; the embedded broker does not, so it uses
+    /// 10 ms whatever this says.
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub kafka_fetch_wait_max_ms: u64,
     /// Extra librdkafka properties, `key=value`, repeatable (e.g. `security.protocol=SSL`).
     #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = key_value)]
     pub kafka_properties: Vec<(String, String)>,

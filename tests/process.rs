@@ -47,6 +47,7 @@ impl Stack {
             // A killed member's partitions wait for its session to time out: keep that short.
             ("KAFKA_PROPERTIES", "session.timeout.ms=6000,heartbeat.interval.ms=500".into()),
             ("OUTBOX_POLL_MS", "200".into()),
+            ("KAFKA_FETCH_WAIT_MAX_MS", "10".into()),
         ]
     }
 

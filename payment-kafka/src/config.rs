@@ -131,6 +131,11 @@ pub struct ConsumerConfig {
     /// member that leaves while the group is joining waits for that join round, which the
     /// coordinator bounds by the session timeout.
     pub close_timeout: Duration,
+    /// `fetch.wait.max.ms`: how long the broker may hold a fetch that finds no new message. A
+    /// Kafka broker answers as soon as a message arrives, so this costs no latency there;
+    /// librdkafka's mock cluster holds the fetch for the whole wait, so with it every message
+    /// waits up to this long: keep it to a few milliseconds on the mock.
+    pub fetch_wait_max: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -145,6 +150,7 @@ impl Default for ConsumerConfig {
             statistics_interval: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(12),
+            fetch_wait_max: Duration::from_millis(500),
         }
     }
 }

@@ -57,6 +57,9 @@ impl Listener {
             .set("bootstrap.servers", &target.brokers)
             .set("group.id", group_id)
             .set("auto.offset.reset", "earliest")
+            // A measuring tool: a broker that holds empty fetches (the mock cluster) must not
+            // add its wait to the latencies.
+            .set("fetch.wait.max.ms", "10")
             .set("enable.auto.commit", "false")
             // Outcome topics may not exist until the service first publishes: notice them soon.
             .set("topic.metadata.refresh.interval.ms", "1000")

@@ -180,6 +180,7 @@ fn client_config(kafka: &KafkaConfig, config: &ConsumerConfig) -> Result<ClientC
         ("auto.offset.reset", "earliest".into()),
         ("session.timeout.ms", config.session_timeout.as_millis().to_string()),
         ("statistics.interval.ms", config.statistics_interval.as_millis().to_string()),
+        ("fetch.wait.max.ms", config.fetch_wait_max.as_millis().to_string()),
     ])
 }
 

@@ -105,6 +105,8 @@ impl Broker {
             stall_timeout: Duration::from_secs(3),
             // Above the session timeout, as in production (see `close_timeout`).
             close_timeout: Duration::from_secs(8),
+            // The mock cluster holds an empty fetch for the whole wait (see `fetch_wait_max`).
+            fetch_wait_max: Duration::from_millis(10),
         }
     }
 

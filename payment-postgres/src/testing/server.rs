@@ -48,6 +48,15 @@ struct Supervisor {
     log: PathBuf,
 }
 
+/// How a [dedicated](TestServer::dedicated_with) server is configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// `true`: PostgreSQL's durable defaults (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on), so every commit waits for its WAL flush, as in production — for
+    /// benchmarks. `false` (the tests' choice): all three off, for speed.
+    pub fsync: bool,
+}
+
 static SHARED: OnceLock<Result<TestServer, ServerError>> = OnceLock::new();
 
 /// How long a starting server may take before the tests give up.
@@ -59,7 +68,7 @@ impl TestServer {
         SHARED
             .get_or_init(|| match std::env::var("DATABASE_URL") {
                 Ok(url) if !url.is_empty() => Ok(TestServer { admin_url: url, supervisor: None }),
-                _ => start(&search_dirs()),
+                _ => start(&search_dirs(), ServerOptions::default()),
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -69,7 +78,13 @@ impl TestServer {
     /// [stop](Self::stop_immediately) and [start again](Self::start_again): for tests of a
     /// database outage. It is stopped and deleted when the process exits.
     pub fn dedicated() -> Result<TestServer, ServerError> {
-        start(&search_dirs())
+        Self::dedicated_with(ServerOptions::default())
+    }
+
+    /// A [dedicated](Self::dedicated) server started with `options`, e.g. with `fsync` on for a
+    /// benchmark.
+    pub fn dedicated_with(options: ServerOptions) -> Result<TestServer, ServerError> {
+        start(&search_dirs(), options)
     }
 
     /// Stops the server the way `pg_ctl stop -m immediate` does (SIGQUIT to the postmaster: no
@@ -156,7 +171,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn start(dirs: &[PathBuf]) -> Result<TestServer, ServerError> {
+fn start(dirs: &[PathBuf], options: ServerOptions) -> Result<TestServer, ServerError> {
     let bin = find_binaries(dirs).ok_or(ServerError::NoBinaries)?;
     let fail = |what: &str, error: &dyn std::fmt::Display| ServerError::Start(format!("{what}: {error}"));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -196,13 +211,11 @@ fn start(dirs: &[PathBuf]) -> Result<TestServer, ServerError> {
         .port();
     let mut server = command(&bin.join("postgres"));
     server.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&root);
-    for setting in [
-        "listen_addresses=127.0.0.1",
-        "fsync=off",
-        "synchronous_commit=off",
-        "full_page_writes=off",
-        "max_connections=400",
-    ] {
+    let mut settings = vec!["listen_addresses=127.0.0.1", "max_connections=400"];
+    if !options.fsync {
+        settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
+    }
+    for setting in settings {
         server.arg("-c").arg(setting);
     }
     let program = server.get_program().to_string_lossy().into_owned();
@@ -281,7 +294,7 @@ mod tests {
 
     #[test]
     fn missing_binaries_are_reported_in_one_sentence() {
-        let error = start(&[PathBuf::from("/nonexistent")]).expect_err("no binaries there");
+        let error = start(&[PathBuf::from("/nonexistent")], ServerOptions::default()).expect_err("no binaries there");
         assert!(matches!(error, ServerError::NoBinaries));
         assert!(error.to_string().contains("DATABASE_URL"));
     }
