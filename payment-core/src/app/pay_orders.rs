@@ -39,7 +39,7 @@ impl<S: Store> Payments<S> {
         let claimed = tx.claim_messages(&BatchKeys::of(batch).messages).await?;
         if claimed.is_empty() {
             tx.rollback().await?;
-            tracing::info!("whole batch redelivered; nothing to do");
+            tracing::debug!("whole batch redelivered; nothing to do");
             return Ok(vec![Outcome::Redelivered; batch.len()]);
         }
         // Only the claimed messages need accounts and payments; locks follow in user-id order.
@@ -58,7 +58,7 @@ impl<S: Store> Payments<S> {
         for outcome in &decision.outcomes {
             *counts.entry(outcome.name()).or_default() += 1;
         }
-        tracing::info!(?counts, "batch committed");
+        tracing::debug!(?counts, "batch committed");
         Ok(decision.outcomes)
     }
 }
