@@ -8,7 +8,9 @@
 //! A batch of `pay.order` commands is **load → decide → apply**: a unit of work claims the
 //! messages in the inbox and loads (locks) the accounts and earlier payments they touch;
 //! [`decide::decide_payments`] decides every outcome without I/O; the unit of work writes all
-//! effects at once and commits. The invariants that hold at every commit:
+//! effects at once and commits. Deposits are batched the same way: concurrent [`Payments::deposit`]
+//! calls share a unit of work ([`app::DepositBatching`]), decided by [`decide::decide_deposits`].
+//! The invariants that hold at every commit:
 //!
 //! - `balance == deposits − successful payments` for every account, and no balance is negative;
 //! - an order id is debited at most once, ever;

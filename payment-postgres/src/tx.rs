@@ -90,21 +90,29 @@ impl UnitOfWork for PgTx {
         rows.into_iter().map(Payment::try_from).collect()
     }
 
-    async fn load_idempotency(
+    async fn load_idempotency_many(
         &mut self,
-        user: &UserId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        keys: &[(UserId, IdempotencyKey)],
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         self.count();
-        let row = sqlx::query_as::<_, rows::IdempotencyRow>(
-            "SELECT user_id, key, amount, balance, created_at FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        let users: Vec<&str> = keys.iter().map(|(user, _)| user.as_str()).collect();
+        let names: Vec<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
+        // Pairs, not two independent lists: `user_id = ANY(..) AND key = ANY(..)` would also match
+        // one user's record under another user's key.
+        let rows = sqlx::query_as::<_, rows::IdempotencyRow>(
+            "SELECT i.user_id, i.key, i.amount, i.balance, i.created_at
+             FROM idempotency_keys AS i
+             JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS k(user_id, key) ON i.user_id = k.user_id AND i.key = k.key",
         )
-        .bind(user.as_str())
-        .bind(key.as_str())
-        .fetch_optional(&mut *self.tx)
+        .bind(users)
+        .bind(names)
+        .fetch_all(&mut *self.tx)
         .await
         .map_err(store_error)?;
-        row.map(IdempotencyRecord::try_from).transpose()
+        rows.into_iter().map(IdempotencyRecord::try_from).collect()
     }
 
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {

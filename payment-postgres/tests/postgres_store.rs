@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use payment_core::app::Payments;
+use payment_core::app::{DepositBatching, Payments};
 use payment_core::decide::Outcome;
-use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+use payment_core::domain::{Amount, IdempotencyKey, Inbound, MessageId, OrderId, PayOrder, UserId};
 use payment_core::ports::Outbox;
 use payment_core::testing::{block_on, Inspect};
 use payment_postgres::testing::fresh_store;
@@ -173,6 +173,52 @@ fn a_batch_of_1000_costs_the_statements_of_a_batch_of_1() {
             .await
             .unwrap();
         assert_eq!(rows, 1001);
+    });
+}
+
+#[test]
+fn a_batch_of_64_deposits_costs_the_statements_of_one() {
+    block_on(async {
+        let store = fresh_store(4).await;
+        let users: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        let alone = funded(&store, &names, "1").await.with_deposit_batching(DepositBatching::OFF);
+        let together = alone.clone().with_deposit_batching(DepositBatching {
+            max_requests: 64,
+            linger: Duration::from_secs(5),
+            group_commit: false,
+        });
+        let key = |k: &str| Some(IdempotencyKey::new(k).unwrap());
+
+        let start = store.statements_executed();
+        alone.deposit(&UserId::new("u0").unwrap(), "1".parse().unwrap(), key("first").as_ref()).await.unwrap();
+        let for_one = store.statements_executed() - start;
+
+        let start = store.statements_executed();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (payments, user) = (together.clone(), UserId::new(users[i % 8].clone()).unwrap());
+                // Every other deposit retries one key of its user; the stored key of u0 replays.
+                let key = match i % 2 {
+                    0 => key(if i % 8 == 0 { "first" } else { "again" }),
+                    _ => None,
+                };
+                tokio::spawn(async move { payments.deposit(&user, "1".parse().unwrap(), key.as_ref()).await })
+            })
+            .collect();
+        let mut credited = 0;
+        for task in tasks {
+            credited += usize::from(!task.await.unwrap().unwrap().replayed);
+        }
+        let for_batch = store.statements_executed() - start;
+
+        assert_eq!(for_one, 5, "BEGIN, lock, load keys, apply, COMMIT");
+        assert_eq!(for_batch, for_one, "64 deposits, one unit of work");
+        assert_eq!(credited, 32 + 3, "unkeyed ones, and one per new (user, key): u2, u4, u6");
+        let snapshot = store.snapshot().await;
+        snapshot.check_invariants().unwrap();
+        let total: rust_decimal::Decimal = users.iter().filter_map(|u| snapshot.balance(u)).sum();
+        assert_eq!(total, (8 + 1 + credited).into());
     });
 }
 

@@ -1,9 +1,13 @@
-//! `Deposit`: credit an account, at most once per idempotency key.
+//! `Deposit`: credit an account, at most once per idempotency key. Concurrent deposits share a
+//! unit of work ([`DepositBatching`](super::DepositBatching)); each is answered on its own.
 
-use super::{Error, Payments};
-use crate::decide::{decide_deposit, DepositDecision, KeyState};
+use std::sync::Arc;
+
+use super::coalesce::{Gather, Work};
+use super::{Error, Payments, RetryPolicy};
+use crate::decide::{decide_deposits, DepositKeys, DepositRequest, DepositState, Deposited};
 use crate::domain::{Amount, Balance, IdempotencyKey, UserId};
-use crate::ports::{Store, UnitOfWork};
+use crate::ports::{Clock, Store, StoreError, UnitOfWork};
 
 /// The answer to a deposit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,48 +23,123 @@ pub struct DepositReceipt {
 impl<S: Store> Payments<S> {
     /// Credits `amount`. With a key, a retry with the same amount gets the first answer and
     /// credits nothing; another amount is [`Error::IdempotencyKeyReused`].
+    ///
+    /// The deposit may share its unit of work with concurrent ones; a refusal of one never fails
+    /// another, and a store error fails every deposit of the unit of work (none was committed,
+    /// unless the error is an unknown commit outcome). A caller that stops waiting before its
+    /// batch closes is left out of it; after that, its deposit may still be applied, as any
+    /// request whose answer is lost.
     pub async fn deposit(
         &self,
         user: &UserId,
         amount: Amount,
         key: Option<&IdempotencyKey>,
     ) -> Result<DepositReceipt, Error> {
-        self.retry.run("deposit", || self.deposit_once(user, amount, key)).await
-    }
-
-    async fn deposit_once(
-        &self,
-        user: &UserId,
-        amount: Amount,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<DepositReceipt, Error> {
-        let mut tx = self.store.begin().await?;
-        // The account lock comes first: a concurrent retry with the same key waits here and then
-        // finds the first request's record.
-        let account = tx.lock_accounts(std::slice::from_ref(user)).await?.pop();
-        let earlier = match key {
-            Some(key) => tx.load_idempotency(user, key).await?,
-            None => None,
-        };
-        let key = key.map(|key| KeyState { key, earlier: earlier.as_ref() });
-        let decision = decide_deposit(account.as_ref(), amount, key, self.clock.now(), uuid::Uuid::new_v4());
-        let receipt = |balance, replayed| DepositReceipt { user_id: user.clone(), balance, replayed };
-        match decision {
-            Err(refusal) => {
-                tx.rollback().await?;
-                Err(refusal.into())
+        let request = DepositRequest { user_id: user.clone(), amount, key: key.cloned() };
+        let runner = DepositRunner { store: self.store.clone(), clock: self.clock.clone(), retry: self.retry };
+        match &self.deposits {
+            Some(coalescer) => {
+                let linger = coalescer.batching().linger;
+                coalescer.deposit(request, move |gather| runner.lead(gather, linger)).await
             }
-            Ok(DepositDecision::Replay { balance }) => {
-                tx.rollback().await?;
-                tracing::info!(user_id = %user, %amount, "deposit replayed from its idempotency key");
-                Ok(receipt(balance, true))
-            }
-            Ok(DepositDecision::Apply { effects, balance }) => {
-                tx.apply(&effects).await?;
-                tx.commit().await?;
-                tracing::info!(user_id = %user, %amount, %balance, "deposit credited");
-                Ok(receipt(balance, false))
+            None => {
+                let mut answers = runner.run(None, std::slice::from_ref(&request)).await;
+                answers.pop().unwrap_or_else(|| Err(Error::Store(StoreError::Invariant("no answer".into()))))
             }
         }
+    }
+}
+
+/// What a batch of deposits needs of [`Payments`], owned, so a window's work outlives any one
+/// caller.
+struct DepositRunner<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl<S: Store> DepositRunner<S> {
+    /// A window's work: gather, open the transaction, close the window, run, answer each caller.
+    fn lead(self, gather: Arc<Gather>, linger: std::time::Duration) -> Work {
+        Box::pin(async move {
+            gather.linger(linger).await;
+            // The window stays open while the transaction waits for a connection: deposits that
+            // arrive meanwhile ride along instead of queueing for one of their own.
+            let opened = self.store.begin().await;
+            let pending = gather.close();
+            if pending.is_empty() {
+                return;
+            }
+            let requests: Vec<DepositRequest> = pending.iter().map(|p| p.request.clone()).collect();
+            let answers = self.run(Some(opened), &requests).await;
+            for (pending, answer) in pending.into_iter().zip(answers) {
+                // A caller that gave up has dropped its receiver; its answer has nowhere to go.
+                let _ = pending.reply.send(answer);
+            }
+        })
+    }
+
+    /// Runs `requests` as one unit of work, whole again after a conflict; one answer each.
+    async fn run(
+        &self,
+        opened: Option<Result<S::Tx, StoreError>>,
+        requests: &[DepositRequest],
+    ) -> Vec<Result<DepositReceipt, Error>> {
+        let mut opened = opened;
+        match self.retry.run("deposit", || self.run_once(opened.take(), requests)).await {
+            Ok(answers) => answers,
+            Err(error) => vec![Err(error); requests.len()],
+        }
+    }
+
+    async fn run_once(
+        &self,
+        opened: Option<Result<S::Tx, StoreError>>,
+        requests: &[DepositRequest],
+    ) -> Result<Vec<Result<DepositReceipt, Error>>, Error> {
+        let mut tx = match opened {
+            Some(opened) => opened?,
+            None => self.store.begin().await?,
+        };
+        let keys = DepositKeys::of(requests);
+        // The account locks come first: a concurrent retry with the same key waits here and then
+        // finds the first request's record.
+        let accounts = tx.lock_accounts(&keys.users).await?;
+        let records = match keys.keys.is_empty() {
+            true => Vec::new(),
+            false => tx.load_idempotency_many(&keys.keys).await?,
+        };
+        let state = DepositState::of(accounts, records);
+        let decision = decide_deposits(state, requests, self.clock.now(), &mut uuid::Uuid::new_v4);
+        if decision.effects.is_empty() {
+            tx.rollback().await?;
+        } else {
+            tx.apply(&decision.effects).await?;
+            tx.commit().await?;
+        }
+        let (mut credited, mut replayed) = (0, 0);
+        let answers: Vec<_> = requests
+            .iter()
+            .zip(decision.outcomes)
+            .map(|(request, outcome)| {
+                let (user_id, amount) = (&request.user_id, request.amount);
+                let (balance, was_replayed) = match outcome? {
+                    Deposited::Credited { balance } => {
+                        credited += 1;
+                        tracing::info!(%user_id, %amount, %balance, "deposit credited");
+                        (balance, false)
+                    }
+                    Deposited::Replayed { balance } => {
+                        replayed += 1;
+                        tracing::info!(%user_id, %amount, "deposit replayed from its idempotency key");
+                        (balance, true)
+                    }
+                };
+                Ok(DepositReceipt { user_id: user_id.clone(), balance, replayed: was_replayed })
+            })
+            .collect();
+        let refused = requests.len() - credited - replayed;
+        tracing::debug!(requests = requests.len(), credited, replayed, refused, "deposit batch done");
+        Ok(answers)
     }
 }

@@ -1,6 +1,7 @@
 //! Use cases: [`Payments`] runs each one as a unit of work on a [`Store`] — load, decide (pure,
 //! in [`crate::decide`]), apply, commit — and retries it whole when the store reports a conflict.
 
+mod coalesce;
 mod create_account;
 mod deposit;
 mod get_balance;
@@ -9,9 +10,12 @@ mod retry;
 
 use std::sync::Arc;
 
+pub use coalesce::DepositBatching;
 pub use deposit::DepositReceipt;
 pub use get_balance::Statement;
 pub use retry::RetryPolicy;
+
+use coalesce::Coalescer;
 
 use crate::decide::DepositRefusal;
 use crate::ports::{Clock, Store, StoreError, SystemClock};
@@ -53,12 +57,16 @@ pub struct Payments<S> {
     store: S,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    /// `None` when each deposit is its own unit of work.
+    deposits: Option<Arc<Coalescer>>,
 }
 
 impl<S: Store> Payments<S> {
-    /// Use cases on `store`, with the [`SystemClock`] and the default [`RetryPolicy`].
+    /// Use cases on `store`, with the [`SystemClock`], the default [`RetryPolicy`] and the
+    /// default [`DepositBatching`].
     pub fn new(store: S) -> Self {
-        Self { store, clock: Arc::new(SystemClock), retry: RetryPolicy::default() }
+        Self { store, clock: Arc::new(SystemClock), retry: RetryPolicy::default(), deposits: None }
+            .with_deposit_batching(DepositBatching::default())
     }
 
     /// Replaces the clock that stamps accounts, entries, payments and events (tests fix it).
@@ -69,6 +77,13 @@ impl<S: Store> Payments<S> {
     /// Replaces how often a conflicting unit of work is re-run.
     pub fn with_retry(self, retry: RetryPolicy) -> Self {
         Self { retry, ..self }
+    }
+
+    /// Replaces how concurrent deposits share units of work. Clones made before this call keep
+    /// batching with each other, not with this one.
+    pub fn with_deposit_batching(self, batching: DepositBatching) -> Self {
+        let deposits = batching.is_on().then(|| Arc::new(Coalescer::new(batching)));
+        Self { deposits, ..self }
     }
 
     /// The store the use cases run on, e.g. to hand it to a publisher or the HTTP layer.

@@ -6,9 +6,14 @@ mod deposit;
 mod effects;
 mod pay_orders;
 
-pub use deposit::{decide_deposit, DepositDecision, DepositRefusal, KeyState};
+pub use deposit::{
+    decide_deposit, decide_deposits, DepositDecision, DepositKeys, DepositRefusal, DepositRequest, DepositState,
+    Deposited, DepositsDecision, KeyState,
+};
 pub use effects::{BalanceUpdate, Effects};
 pub use pay_orders::{decide_payments, BatchKeys, BatchState, Decision, Outcome};
 
+#[cfg(test)]
+mod deposit_tests;
 #[cfg(test)]
 mod tests;

@@ -62,12 +62,11 @@ impl UnitOfWork for MemoryTx {
         Ok(orders.iter().filter_map(|order| self.state.payments.get(order).cloned()).collect())
     }
 
-    async fn load_idempotency(
+    async fn load_idempotency_many(
         &mut self,
-        user: &UserId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(self.state.idempotency.get(&(user.clone(), key.clone())).cloned())
+        keys: &[(UserId, IdempotencyKey)],
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
+        Ok(keys.iter().filter_map(|key| self.state.idempotency.get(key).cloned()).collect())
     }
 
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {

@@ -72,12 +72,13 @@ pub trait UnitOfWork: Send {
     /// it sees every payment committed before the locks were granted.
     async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError>;
 
-    /// The deposit made earlier under this user's idempotency key, if any.
-    async fn load_idempotency(
+    /// The deposits made earlier under these `(user, idempotency key)` pairs (given sorted), in no
+    /// particular order; a pair with none is left out. Called after the accounts are locked, so it
+    /// sees every record committed before the locks were granted.
+    async fn load_idempotency_many(
         &mut self,
-        user: &UserId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+        keys: &[(UserId, IdempotencyKey)],
+    ) -> Result<Vec<IdempotencyRecord>, StoreError>;
 
     /// Creates an account; `false` when the user already has one.
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError>;

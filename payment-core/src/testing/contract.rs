@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::faults::{FaultPoint, FaultyStore};
 use super::{Inspect, Snapshot, StoreFactory};
-use crate::app::{Error, Payments};
+use crate::app::{DepositBatching, DepositReceipt, Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
     Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
@@ -754,4 +754,201 @@ pub async fn retention_prunes_old_rows_only<F: StoreFactory>(factory: &F) {
     assert_eq!(snapshot.outbox.len(), 2, "unpublished rows are never pruned");
     assert_eq!(snapshot.balance("u1"), Some(money("7")), "money is never pruned");
     assert_eq!(snapshot.ledger[&user("u1")].len(), 6);
+}
+
+/// Batching that closes a batch when `max_requests` deposits joined it: the tests below spawn
+/// exactly that many, so they share one unit of work; the long linger only bounds a hang.
+fn batch_of(max_requests: usize) -> DepositBatching {
+    DepositBatching { max_requests, linger: std::time::Duration::from_secs(5), group_commit: false }
+}
+
+/// Deposits `(user, amount, key)` all at once; their answers in the same order.
+async fn deposit_all<S: Store>(
+    payments: &Payments<S>,
+    deposits: &[(&str, &str, Option<&str>)],
+) -> Vec<Result<DepositReceipt, Error>> {
+    let tasks: Vec<_> = deposits
+        .iter()
+        .map(|(who, how_much, key)| {
+            let (payments, who, how_much) = (payments.clone(), user(who), amount(how_much));
+            let key = key.map(|k| IdempotencyKey::new(k).unwrap_or_else(|e| panic!("test key {k:?}: {e}")));
+            tokio::spawn(async move { payments.deposit(&who, how_much, key.as_ref()).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.unwrap_or_else(|e| panic!("deposit task panicked: {e}")));
+    }
+    answers
+}
+
+/// Concurrent deposits coalesced into shared units of work add up exactly, and concurrent
+/// retries under one key credit once.
+pub async fn coalesced_deposits_add_up_and_credit_each_key_once<F: StoreFactory>(factory: &F) {
+    let store = FaultyStore::new(factory.fresh().await);
+    let payments = Payments::new(store.clone()).with_deposit_batching(batch_of(60));
+    for n in 0..5 {
+        funded(&payments, &format!("u{n}"), "0").await;
+    }
+    let names: Vec<(String, String, Option<String>)> = (0..60)
+        .map(|i| match i {
+            0..40 => (format!("u{}", i % 5), format!("{i}.01"), None),
+            40..50 => (format!("u{}", i % 5), "2".into(), Some(format!("own-{i}"))),
+            _ => ("u0".into(), "7".into(), Some("shared".into())),
+        })
+        .collect();
+    let deposits: Vec<(&str, &str, Option<&str>)> =
+        names.iter().map(|(u, a, k)| (u.as_str(), a.as_str(), k.as_deref())).collect();
+    let begun = store.units_begun();
+    let answers = deposit_all(&payments, &deposits).await;
+    assert_eq!(store.units_begun() - begun, 1, "60 concurrent deposits, one unit of work");
+
+    let receipts: Vec<DepositReceipt> =
+        answers.into_iter().map(|a| a.unwrap_or_else(|e| panic!("a deposit failed: {e}"))).collect();
+    let shared = &receipts[50..];
+    assert_eq!(shared.iter().filter(|r| !r.replayed).count(), 1, "one key, one credit");
+    assert!(shared.iter().all(|r| r.balance == shared[0].balance), "every retry gets the first answer");
+    assert!(receipts[..50].iter().all(|r| !r.replayed));
+
+    let mut expected: BTreeMap<String, Decimal> = (0..5).map(|n| (format!("u{n}"), Decimal::ZERO)).collect();
+    for (who, how_much, _) in &deposits[..51] {
+        *expected.entry((*who).to_string()).or_default() += money(how_much);
+    }
+    let snapshot = checked(&store).await;
+    let balances: BTreeMap<String, Decimal> =
+        snapshot.accounts.iter().map(|(u, b)| (u.as_str().to_string(), b.value())).collect();
+    assert_eq!(balances, expected, "money is conserved");
+    assert_eq!(snapshot.ledger.values().map(Vec::len).sum::<usize>(), 51, "one entry per credit");
+    assert_eq!(snapshot.idempotency.len(), 11);
+}
+
+/// A deposit refused inside a shared unit of work — no account, over the limit, key reused —
+/// is refused alone; its neighbours are credited or replayed.
+pub async fn a_refused_deposit_in_a_batch_leaves_its_neighbours_alone<F: StoreFactory>(factory: &F) {
+    let store = FaultyStore::new(factory.fresh().await);
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1", "0").await;
+    funded(&payments, "u2", "0").await;
+    funded(&payments, "full", "0").await;
+    let to_the_limit = vec![("full", "1000000000000", None); 1000];
+    let filling = payments.clone().with_deposit_batching(batch_of(50));
+    assert!(deposit_all(&filling, &to_the_limit).await.iter().all(Result::is_ok));
+    let first = payments.deposit(&user("u1"), amount("2"), Some(&IdempotencyKey::new("k").unwrap())).await.unwrap();
+    let before = checked(&store).await;
+    assert_eq!(before.balance("full"), Some(crate::domain::MAX_BALANCE));
+
+    let payments = payments.with_deposit_batching(batch_of(6));
+    let begun = store.units_begun();
+    let answers = deposit_all(
+        &payments,
+        &[
+            ("u1", "1", None),
+            ("ghost", "1", None),
+            ("full", "0.01", None),
+            ("u1", "3", Some("k")),
+            ("u1", "2", Some("k")),
+            ("u2", "1", Some("k")),
+        ],
+    )
+    .await;
+    assert_eq!(store.units_begun() - begun, 1, "six deposits, one unit of work");
+    let answers: Vec<_> = answers.into_iter().map(|a| a.map(|r| (r.balance.value(), r.replayed))).collect();
+    assert_eq!(
+        answers,
+        [
+            Ok((money("3"), false)),
+            Err(Error::AccountNotFound),
+            Err(Error::BalanceLimit),
+            Err(Error::IdempotencyKeyReused),
+            Ok((first.balance.value(), true)),
+            Ok((money("1"), false)),
+        ]
+    );
+    let after = checked(&store).await;
+    assert_eq!((after.balance("u1"), after.balance("u2")), (Some(money("3")), Some(money("1"))));
+    assert_eq!(after.balance("full"), before.balance("full"));
+    assert_eq!(after.idempotency.len(), 2, "the key of u2 is new; the key of u1 is not written again");
+}
+
+/// A store error in a shared unit of work fails each of its deposits and writes nothing; a
+/// conflict re-runs the whole batch, which then credits each deposit once.
+pub async fn a_store_error_fails_the_whole_batch_and_a_conflict_retries_it<F: StoreFactory>(factory: &F) {
+    let store = FaultyStore::new(factory.fresh().await);
+    let payments = Payments::new(store.clone()).with_deposit_batching(batch_of(4));
+    for who in ["u1", "u2", "u3"] {
+        funded(&payments, who, "0").await;
+    }
+    let deposits = [("u1", "1", None), ("u2", "2", Some("k")), ("u3", "3", None), ("ghost", "4", None)];
+    let before = checked(&store).await;
+
+    store.arm(FaultPoint::Apply);
+    let failed = deposit_all(&payments, &deposits).await;
+    let unavailable = Error::Store(StoreError::Unavailable(format!("fault injected at {:?}", FaultPoint::Apply)));
+    assert_eq!(failed, vec![Err(unavailable); 4], "nothing committed, every deposit hears it");
+    assert_eq!(checked(&store).await, before);
+
+    store.arm_with(FaultPoint::Apply, StoreError::Conflict("injected".into()));
+    let begun = store.units_begun();
+    let retried = deposit_all(&payments, &deposits).await;
+    assert_eq!(store.units_begun() - begun, 2, "the batch, then the batch again");
+    let retried: Vec<_> = retried.into_iter().map(|a| a.map(|r| (r.balance.value(), r.replayed))).collect();
+    assert_eq!(
+        retried,
+        [Ok((money("1"), false)), Ok((money("2"), false)), Ok((money("3"), false)), Err(Error::AccountNotFound)]
+    );
+    let after = checked(&store).await;
+    let balances = [after.balance("u1"), after.balance("u2"), after.balance("u3")];
+    assert_eq!(balances, [Some(money("1")), Some(money("2")), Some(money("3"))]);
+    assert_eq!(after.ledger.values().map(Vec::len).sum::<usize>(), 3);
+}
+
+/// A caller that gives up while its batch gathers — the leader, whose future drives the batch —
+/// strands no other deposit of the batch, and its own deposit is left out.
+pub async fn a_caller_giving_up_strands_no_other_deposit_of_its_batch<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    let payments = payments.with_deposit_batching(DepositBatching {
+        max_requests: 10,
+        linger: std::time::Duration::from_millis(300),
+        group_commit: false,
+    });
+    let deposit = |how_much: &'static str| {
+        let payments = payments.clone();
+        tokio::spawn(async move { payments.deposit(&user("u1"), amount(how_much), None).await })
+    };
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    let leader = deposit("100");
+    pause().await;
+    let followers = [deposit("1"), deposit("2")];
+    pause().await;
+    leader.abort();
+    let mut answered = Vec::new();
+    for follower in followers {
+        let receipt = follower.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        answered.push(receipt.balance.value());
+    }
+    answered.sort();
+    assert!(answered == [money("1"), money("3")] || answered == [money("2"), money("3")], "{answered:?}");
+    assert_eq!(checked(&store).await.balance("u1"), Some(money("3")), "the leader's deposit was left out");
+}
+
+/// With group commit, a batch goes as soon as every deposit in progress is in it: however long
+/// the linger, a lone deposit waits for nothing and concurrent ones finish without waiting it out.
+pub async fn group_commit_waits_for_no_deposit_that_is_not_coming<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    for who in ["u1", "u2", "u3"] {
+        funded(&payments, who, "0").await;
+    }
+    let linger = std::time::Duration::from_secs(120);
+    let payments = payments.with_deposit_batching(DepositBatching { max_requests: 64, linger, group_commit: true });
+    let soon = std::time::Duration::from_secs(20);
+    let lone = tokio::time::timeout(soon, payments.deposit(&user("u1"), amount("1"), None)).await;
+    assert!(matches!(lone, Ok(Ok(_))), "a lone deposit does not wait out the linger: {lone:?}");
+    let deposits: Vec<(&str, &str, Option<&str>)> = (0..30).map(|i| (["u1", "u2", "u3"][i % 3], "0.5", None)).collect();
+    let answers = tokio::time::timeout(soon, deposit_all(&payments, &deposits)).await;
+    let answers = answers.unwrap_or_else(|_| panic!("concurrent deposits waited out the linger"));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let snapshot = checked(&store).await;
+    let balances = [snapshot.balance("u1"), snapshot.balance("u2"), snapshot.balance("u3")];
+    assert_eq!(balances, [Some(money("6")), Some(money("5")), Some(money("5"))]);
 }

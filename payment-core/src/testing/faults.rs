@@ -2,6 +2,7 @@
 //! transaction at every step and check that nothing of it remains.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ pub enum FaultPoint {
     LockAccounts,
     /// [`UnitOfWork::load_payments`].
     LoadPayments,
-    /// [`UnitOfWork::load_idempotency`].
+    /// [`UnitOfWork::load_idempotency_many`].
     LoadIdempotency,
     /// [`UnitOfWork::insert_account`].
     InsertAccount,
@@ -52,15 +53,17 @@ impl FaultPoint {
     ];
 }
 
-type Plan = Arc<Mutex<Option<FaultPoint>>>;
+type Plan = Arc<Mutex<Option<(FaultPoint, StoreError)>>>;
 
 fn trip(plan: &Plan, point: FaultPoint) -> Result<(), StoreError> {
     let mut armed = plan.lock().unwrap_or_else(PoisonError::into_inner);
-    if *armed == Some(point) {
-        *armed = None;
-        return Err(StoreError::Unavailable(format!("fault injected at {point:?}")));
+    match armed.take() {
+        Some((armed_point, error)) if armed_point == point => Err(error),
+        other => {
+            *armed = other;
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Wraps a store; [`arm`](FaultyStore::arm) makes the next pass through a step fail, once.
@@ -68,17 +71,24 @@ fn trip(plan: &Plan, point: FaultPoint) -> Result<(), StoreError> {
 pub struct FaultyStore<S> {
     inner: S,
     plan: Plan,
+    begun: Arc<AtomicU64>,
 }
 
 impl<S> FaultyStore<S> {
     /// Wraps `inner`, with no fault armed.
     pub fn new(inner: S) -> Self {
-        Self { inner, plan: Arc::default() }
+        Self { inner, plan: Arc::default(), begun: Arc::default() }
     }
 
     /// Makes the next pass through `point`, by any clone, fail with [`StoreError::Unavailable`], once.
     pub fn arm(&self, point: FaultPoint) {
-        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
+        self.arm_with(point, StoreError::Unavailable(format!("fault injected at {point:?}")));
+    }
+
+    /// Makes the next pass through `point`, by any clone, fail with `error`, once: e.g. a
+    /// [`StoreError::Conflict`] to see a unit of work retried.
+    pub fn arm_with(&self, point: FaultPoint, error: StoreError) {
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some((point, error));
     }
 
     /// Cancels an armed fault that has not fired.
@@ -88,7 +98,13 @@ impl<S> FaultyStore<S> {
 
     /// Whether the armed fault has not fired yet.
     pub fn armed(&self) -> Option<FaultPoint> {
-        *self.plan.lock().unwrap_or_else(PoisonError::into_inner)
+        self.plan.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(point, _)| *point)
+    }
+
+    /// How many units of work were begun through any clone, faulted or not: how tests see that
+    /// concurrent requests shared one.
+    pub fn units_begun(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
     }
 
     /// The wrapped store.
@@ -102,6 +118,7 @@ impl<S: Store> Store for FaultyStore<S> {
     type Tx = FaultyTx<S::Tx>;
 
     async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        self.begun.fetch_add(1, Ordering::Relaxed);
         trip(&self.plan, FaultPoint::Begin)?;
         Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone() })
     }
@@ -150,13 +167,12 @@ impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
         self.inner.load_payments(orders).await
     }
 
-    async fn load_idempotency(
+    async fn load_idempotency_many(
         &mut self,
-        user: &UserId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        keys: &[(UserId, IdempotencyKey)],
+    ) -> Result<Vec<IdempotencyRecord>, StoreError> {
         trip(&self.plan, FaultPoint::LoadIdempotency)?;
-        self.inner.load_idempotency(user, key).await
+        self.inner.load_idempotency_many(keys).await
     }
 
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {

@@ -1,6 +1,7 @@
-//! The exactly-once property: random sequences of account creations, deposits and `pay.order`
-//! batches — with exact redeliveries, new-message duplicates of paid and failed orders,
-//! conflicting duplicates, poison messages, aborts at random steps and concurrent batches — run
+//! The exactly-once property: random sequences of account creations, deposits (alone, and
+//! concurrent ones coalesced into one unit of work) and `pay.order` batches — with exact
+//! redeliveries, new-message duplicates of paid and failed orders, conflicting duplicates, poison
+//! messages, aborts at random steps and concurrent batches — run
 //! against a store and against the [`Model`]. After every step the store must agree with the
 //! model and satisfy [`Snapshot::check_invariants`].
 
@@ -14,7 +15,7 @@ use super::contract::{raw, user};
 use super::faults::{FaultPoint, FaultyStore};
 use super::model::{Expected, Model};
 use super::{Inspect, Snapshot, StoreFactory};
-use crate::app::{Error, Payments};
+use crate::app::{DepositBatching, Error, Payments};
 use crate::domain::{Amount, EventKind, IdempotencyKey, Inbound, MessageId};
 use crate::ports::Store;
 
@@ -68,6 +69,9 @@ pub enum Step {
         /// Key `k<key>`, if any.
         key: Option<u8>,
     },
+    /// Deposits `(user, cents, key)` made at once, which share one unit of work; the store must
+    /// match the model applying them in some order.
+    Deposits(Vec<(u8, u32, Option<u8>)>),
     /// A batch, applied.
     Pay(Vec<Msg>),
     /// A batch whose unit of work fails at the given step.
@@ -109,6 +113,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..USERS).prop_map(Step::Create),
         3 => (0..USERS + 1, 1u32..5000, prop::option::weighted(0.3, 0u8..3))
             .prop_map(|(user, cents, key)| Step::Deposit { user, cents, key }),
+        2 => prop::collection::vec((0..USERS + 1, 1u32..5000, prop::option::weighted(0.6, 0u8..2)), 2..5)
+            .prop_map(Step::Deposits),
         6 => batch().prop_map(Step::Pay),
         2 => (batch(), aborts).prop_map(|(batch, point)| Step::Abort(batch, point)),
         2 => (batch(), batch()).prop_map(|(a, b)| Step::Concurrent(a, b)),
@@ -142,7 +148,10 @@ struct Case<S: Store> {
 
 async fn run_case<F: StoreFactory>(factory: &F, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let store = FaultyStore::new(factory.fresh().await);
-    let mut case = Case { payments: Payments::new(store.clone()), store, model: Model::default(), sent: Vec::new() };
+    // Default batching: lone deposit steps pass through the coalescer too (group commit sends
+    // them at once); the concurrent deposit steps force a shared batch with batching of their own.
+    let payments = Payments::new(store.clone());
+    let mut case = Case { payments, store, model: Model::default(), sent: Vec::new() };
     for (n, step) in steps.iter().enumerate() {
         case.step(step).await.map_err(|e| TestCaseError::fail(format!("step {n} {step:?}: {e}")))?;
     }
@@ -166,6 +175,7 @@ impl<S: Store + Inspect> Case<S> {
                     self.payments.deposit(&id, amount, key.as_ref()).await.map(|r| (r.balance.value(), r.replayed));
                 same(got, self.model.deposit(&id, amount.value(), key.as_ref()))?;
             }
+            Step::Deposits(deposits) => self.deposits(deposits).await?,
             Step::Pay(msgs) => {
                 let batch = self.resolve(msgs);
                 let got = self.payments.pay_orders(&batch).await.map_err(|e| format!("pay_orders failed: {e}"))?;
@@ -243,6 +253,59 @@ impl<S: Store + Inspect> Case<S> {
         agree(&snapshot, &self.model, Order::Exact)
     }
 
+    /// Runs concurrent deposits, checks they shared one unit of work and that some serial order
+    /// of them explains every answer and the store, and adopts that order in the model.
+    async fn deposits(&mut self, deposits: &[(u8, u32, Option<u8>)]) -> Result<(), String> {
+        let requests: Vec<(crate::domain::UserId, Amount, Option<IdempotencyKey>)> = deposits
+            .iter()
+            .map(|(n, cents, key)| {
+                let key = key.map(|k| IdempotencyKey::new(format!("k{k}")).unwrap_or_else(|e| panic!("{e}")));
+                (user(&format!("u{n}")), cents_amount(*cents), key)
+            })
+            .collect();
+        // Full when every deposit has joined, so they share one batch; the linger bounds a hang.
+        let batching = DepositBatching {
+            max_requests: requests.len(),
+            linger: std::time::Duration::from_secs(5),
+            group_commit: false,
+        };
+        let payments = self.payments.clone().with_deposit_batching(batching);
+        let begun = self.store.units_begun();
+        let tasks: Vec<_> = requests
+            .iter()
+            .cloned()
+            .map(|(id, amount, key)| {
+                let payments = payments.clone();
+                tokio::spawn(async move { payments.deposit(&id, amount, key.as_ref()).await })
+            })
+            .collect();
+        let mut got = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let answer = task.await.map_err(|e| format!("deposit task failed: {e}"))?;
+            got.push(answer.map(|r| (r.balance.value(), r.replayed)));
+        }
+        if self.store.units_begun() - begun != 1 {
+            return Err(format!("{} concurrent deposits did not share one unit of work", requests.len()));
+        }
+        let snapshot = self.store.snapshot().await;
+        // The batch decided them in the order they joined it, which only the store saw.
+        let mut tried = Vec::new();
+        for order in permutations(requests.len()) {
+            let mut model = self.model.clone();
+            let mut expected = vec![Err(Error::AccountNotFound); requests.len()];
+            for i in order {
+                let (id, amount, key) = &requests[i];
+                expected[i] = model.deposit(id, amount.value(), key.as_ref());
+            }
+            if expected == got && agree(&snapshot, &model, Order::Exact).is_ok() {
+                self.model = model;
+                return Ok(());
+            }
+            tried.push(expected);
+        }
+        Err(format!("concurrent deposits answered {got:?}; no serial order explains it: {tried:?}"))
+    }
+
     /// Turns generated messages into records, remembering them for later redeliveries.
     fn resolve(&mut self, msgs: &[Msg]) -> Vec<Inbound> {
         let mut batch = Vec::with_capacity(msgs.len());
@@ -277,6 +340,22 @@ impl<S: Store + Inspect> Case<S> {
         }
         batch
     }
+}
+
+/// Every order of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for shorter in permutations(n - 1) {
+        for at in 0..=shorter.len() {
+            let mut order = shorter.clone();
+            order.insert(at, n - 1);
+            all.push(order);
+        }
+    }
+    all
 }
 
 fn order_of(message: &Inbound) -> Option<String> {
