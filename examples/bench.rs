@@ -291,11 +291,8 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     let started = async {
         let binary = service::binary()?;
         let url = postgres::create_database(server, "payments").await?;
-        let extra: Vec<(&str, String)> = config
-            .fetch_wait_ms
-            .map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string()))
-            .into_iter()
-            .collect();
+        let extra: Vec<(&str, String)> =
+            config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
         let service = service::Service::start(&binary, &url, &brokers, &extra).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((binary, service))
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use payment_core::app::DepositBatching;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
 use payment_core::Payments;
 use payment_http::Limits;
@@ -33,6 +34,7 @@ pub struct PaymentService<S> {
     retention: Option<(RetentionPolicy, Duration)>,
     limits: Limits,
     metrics: Option<PrometheusHandle>,
+    deposit_batching: DepositBatching,
 }
 
 struct KafkaParts {
@@ -44,7 +46,14 @@ struct KafkaParts {
 impl<S: Store + Outbox + Retention> PaymentService<S> {
     /// A service over `store`, with no Kafka, no retention and the default HTTP limits.
     pub fn new(store: S) -> Self {
-        Self { store, kafka: None, retention: None, limits: Limits::default(), metrics: None }
+        Self {
+            store,
+            kafka: None,
+            retention: None,
+            limits: Limits::default(),
+            metrics: None,
+            deposit_batching: DepositBatching::default(),
+        }
     }
 
     /// Consume `pay.order` and publish the outbox on this cluster.
@@ -65,6 +74,12 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
         self
     }
 
+    /// How concurrent deposits share a transaction (default: up to 64, lingering at most 2 ms).
+    pub fn deposit_batching(mut self, batching: DepositBatching) -> Self {
+        self.deposit_batching = batching;
+        self
+    }
+
     /// Render this registry at `/metrics` (the host installs the recorder, once per process).
     pub fn metrics(mut self, handle: PrometheusHandle) -> Self {
         self.metrics = Some(handle);
@@ -74,7 +89,7 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
     /// Spawns the background tasks on the current runtime and returns the routers to mount. The
     /// tasks stop when `shutdown` is cancelled; [`Running::stopped`] waits for them.
     pub fn start(self, shutdown: &CancellationToken) -> Result<Running<S>, ServiceError> {
-        let payments = Payments::new(self.store.clone());
+        let payments = Payments::new(self.store.clone()).with_deposit_batching(self.deposit_batching);
         let mut tasks = Tasks::new(shutdown.clone());
         let mut consumer_health = None;
         let mut probe = None;

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use payment_core::app::DepositBatching;
 use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
 use payment_kafka::{ConsumerConfig, KafkaConfig, PublisherConfig, TopicLayout, Topics};
@@ -124,9 +125,15 @@ async fn serve<S: Store + Outbox + Retention>(
         leader_give_up_after: Duration::from_secs(settings.outbox_leader_give_up_secs),
         ..PublisherConfig::default()
     };
+    let deposits = DepositBatching {
+        max_requests: settings.deposit_batch_max_requests,
+        linger: Duration::from_micros(settings.deposit_batch_linger_us),
+        ..DepositBatching::default()
+    };
     let mut service = PaymentService::new(store)
         .kafka(kafka, consumer, publisher)
-        .retention(policy, Duration::from_secs(settings.retention_interval_seconds));
+        .retention(policy, Duration::from_secs(settings.retention_interval_seconds))
+        .deposit_batching(deposits);
     if let Some(metrics) = metrics {
         service = service.metrics(metrics);
     }

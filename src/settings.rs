@@ -68,6 +68,13 @@ pub struct Settings {
     /// How long a batch waits for more messages after its first, in milliseconds.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub batch_linger_ms: u64,
+    /// Most deposits sharing one transaction.
+    #[arg(long, env = "DEPOSIT_BATCH_MAX_REQUESTS", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
+    pub deposit_batch_max_requests: usize,
+    /// Longest a deposit waits for others to share its transaction, in microseconds; a batch
+    /// closes sooner once every deposit in progress is in it. 0 turns coalescing off.
+    #[arg(long, env = "DEPOSIT_BATCH_LINGER_US", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub deposit_batch_linger_us: u64,
     /// Fallback poll of the outbox when no notification arrives, in milliseconds.
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub outbox_poll_ms: u64,
