@@ -1,5 +1,8 @@
 //! The real `payment-service` binary, spawned by a test against the broker and the database the
 //! test owns: started, killed with SIGKILL, stopped with SIGTERM, restarted on the same port.
+//!
+//! Each instance logs to a file in the temporary directory, kept when its test fails (and always
+//! with `KEEP_SERVICE_LOGS` set); `SERVICE_RUST_LOG` sets the instances' log filter (`info`).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -55,7 +58,7 @@ impl Service {
         let log = File::options().create(true).append(true).open(&self.log).expect("the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_payment-service"))
             .env_clear()
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("SERVICE_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -124,7 +127,7 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill9();
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("KEEP_SERVICE_LOGS").is_none() {
             let _ = std::fs::remove_file(&self.log);
         } else {
             eprintln!("{} log kept at {}", self.name, self.log.display());
