@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,7 +65,14 @@ impl Listener {
             .set("topic.metadata.refresh.interval.ms", "1000")
             .create()?;
         let topics = [target.topics.order_paid.as_str(), target.topics.order_payment_failed.as_str()];
-        consumer.subscribe(&topics)?;
+        // Every partition from its beginning, without a consumer group, when the topics exist:
+        // joining a fresh group on librdkafka's mock cluster now and then took 30 s, during
+        // which no outcome was read and every latency grew by as much. The group (and
+        // `auto.offset.reset=earliest`) is only the fallback for topics not created yet.
+        match all_partitions(&consumer, &topics) {
+            Some(partitions) => consumer.assign(&partitions)?,
+            None => consumer.subscribe(&topics)?,
+        }
         let paid_topic = target.topics.order_paid.clone();
         let (sender, events) = mpsc::unbounded_channel();
         let (announce, assigned) = oneshot::channel();
@@ -155,6 +162,22 @@ fn tell_assigned(announce: &mut Option<oneshot::Sender<()>>) {
         // Nobody waiting any more is fine: the run went on without the assignment.
         let _ = announce.send(());
     }
+}
+
+/// Every partition of `topics` at its beginning, or `None` when a topic is missing or empty.
+fn all_partitions(consumer: &BaseConsumer, topics: &[&str]) -> Option<TopicPartitionList> {
+    let metadata = consumer.fetch_metadata(None, METADATA_TIMEOUT).ok()?;
+    let mut list = TopicPartitionList::new();
+    for name in topics {
+        let topic = metadata.topics().iter().find(|topic| topic.name() == *name)?;
+        if topic.error().is_some() || topic.partitions().is_empty() {
+            return None;
+        }
+        for partition in topic.partitions() {
+            list.add_partition_offset(name, partition.id(), Offset::Beginning).ok()?;
+        }
+    }
+    Some(list)
 }
 
 fn topics_exist(consumer: &BaseConsumer) -> bool {
