@@ -54,6 +54,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
+            // sqlx pings every connection it hands out: a second round trip per statement, the
+            // largest cost of a balance read after the socket I/O itself (perf). A connection the
+            // server dropped fails its statement instead, which every caller already treats as
+            // `Unavailable` and retries (a batch) or answers 503 (a request).
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(PostgresError::Connect)?;
