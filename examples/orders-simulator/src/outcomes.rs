@@ -182,6 +182,9 @@ fn all_partitions(consumer: &BaseConsumer, topics: &[&str]) -> Option<TopicParti
 
 fn topics_exist(consumer: &BaseConsumer) -> bool {
     match consumer.subscription() {
+        // Assigned, not subscribed: the topics exist. (rdkafka's `elements` on an empty list
+        // builds a slice from a null pointer, so it is not called on one.)
+        Ok(subscription) if subscription.count() == 0 => true,
         Ok(subscription) => subscription.elements().iter().all(|element| {
             consumer.fetch_metadata(Some(element.topic()), METADATA_TIMEOUT).is_ok_and(|metadata| {
                 metadata.topics().iter().all(|topic| topic.error().is_none() && !topic.partitions().is_empty())
