@@ -31,6 +31,10 @@ impl PgTx {
     }
 }
 
+/// The first key of the order-id advisory locks (the second is the order id's hash). The
+/// two-key form never meets the publisher's one-key leader lock.
+const ORDER_LOCK_CLASS: i32 = 0x5041_5930;
+
 fn texts<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
@@ -78,6 +82,22 @@ impl UnitOfWork for PgTx {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
+        // Two concurrent batches naming one order id on different accounts lock nothing in
+        // common: each would decide the order from a snapshot without the other's payment (one
+        // pays it, the other answers `payment_failed` for a paid order). So the order ids are
+        // locked first, in one sorted pass (deadlock-free: every batch takes its accounts, then
+        // its orders), and the payments read by a second statement, whose snapshot is taken
+        // after the locks are granted. A hash collision only serialises two batches.
+        self.count();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock($1, k)
+             FROM (SELECT DISTINCT hashtext(o) AS k FROM unnest($2::TEXT[]) AS u(o) ORDER BY k) AS sorted",
+        )
+        .bind(ORDER_LOCK_CLASS)
+        .bind(texts(orders))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
         self.count();
         let rows = sqlx::query_as::<_, rows::PaymentRow>(
             "SELECT order_id, user_id, amount, transaction_id, event_id, paid_at

@@ -166,7 +166,7 @@ fn a_batch_of_1000_costs_the_statements_of_a_batch_of_1() {
         let for_thousand = store.statements_executed() - start;
 
         assert!(outcomes.iter().all(|o| matches!(o, Outcome::Paid { .. })));
-        assert_eq!(for_one, 6, "BEGIN, claim, lock, load payments, apply, COMMIT");
+        assert_eq!(for_one, 7, "BEGIN, claim, lock accounts, lock orders, load payments, apply, COMMIT");
         assert_eq!(for_thousand, for_one);
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment'")
             .fetch_one(store.pool())

@@ -68,8 +68,10 @@ pub trait UnitOfWork: Send {
     /// user-id order, so two units of work cannot deadlock on accounts, and held until the end.
     async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError>;
 
-    /// Earlier successful payments of these order ids. Called after the accounts are locked, so
-    /// it sees every payment committed before the locks were granted.
+    /// Locks these order ids until the unit of work ends (a concurrent one naming any of them
+    /// waits), then returns their earlier successful payments. Called after the accounts are
+    /// locked, so it sees every payment committed before its locks were granted — also one made
+    /// by a concurrent batch on other accounts.
     async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError>;
 
     /// The deposits made earlier under these `(user, idempotency key)` pairs (given sorted), in no
