@@ -55,25 +55,9 @@ pub async fn checkpoint(server: &TestServer) -> Fallible<()> {
     Ok(())
 }
 
-/// `pgbench` the way the test server finds `postgres`: on `PATH`, then the newest
-/// `/usr/lib/postgresql/*/bin`.
+/// `pgbench` where the test server finds `postgres`.
 pub fn find_pgbench() -> Fallible<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .collect();
-    versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
-    dirs.extend(versions.into_iter().map(|(_, dir)| dir));
-    dirs.into_iter()
-        .map(|dir| dir.join("pgbench"))
-        .find(|path| path.is_file())
+    payment_postgres::testing::server::find_program("pgbench")
         .ok_or_else(|| "pgbench not found on PATH or under /usr/lib/postgresql/*/bin".into())
 }
 

@@ -138,6 +138,12 @@ impl TestServer {
     }
 }
 
+/// A PostgreSQL program (`pgbench`, `psql`, ...) where the server binaries are looked for: on
+/// `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    search_dirs().into_iter().map(|dir| dir.join(name)).find(|path| path.is_file())
+}
+
 /// Directories that may hold the server binaries, in order of preference.
 fn search_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> =
