@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use orders_simulator::{Latency, Plan};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -24,7 +23,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::Fallible;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
-const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 /// What one run measured.
 #[derive(Debug, Clone, Copy)]
@@ -85,17 +83,10 @@ pub async fn run(
             tokio::time::sleep_until(paced + Duration::from_secs_f64(n as f64 / f64::from(rate))).await;
         }
         let key = &keys[message.order];
-        let mut record = FutureRecord::to(topics.pay_order).key(key).payload(&message.payload);
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break delivery,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
-                }
-                Err((error, _)) => return Err(format!("producing {}: {error}", message.message_id).into()),
-            }
-        };
+        let record = FutureRecord::to(topics.pay_order).key(key.as_str()).payload(message.payload.as_slice());
+        let delivery = orders_simulator::enqueue(&producer, record)
+            .await
+            .map_err(|error| format!("producing {}: {error}", message.message_id))?;
         sent[message.order].get_or_insert_with(Instant::now);
         deliveries.push(delivery);
     }

@@ -27,6 +27,7 @@ pub use accounts::{prepare, Account, Accounts};
 pub use error::SimError;
 pub use outcomes::{OutcomeEvent, OutcomeKind};
 pub use plan::{Message, MessageKind, Order, Plan, Workload, MAX_INTEGER_NAMESPACE};
+pub use produce::enqueue;
 pub use report::{Latency, Report};
 pub use run::{run, Progress};
 pub use verify::{verify, Verdict};

@@ -42,19 +42,10 @@ pub(crate) async fn produce(
             tokio::time::sleep_until(due).await;
         }
         let key = workload.orders[message.order].key();
-        let mut record = FutureRecord::to(&target.topics.pay_order).key(&key).payload(&message.payload);
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break delivery,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
-                }
-                Err((error, _)) => {
-                    return Err(SimError::Produce { message_id: message.message_id.clone(), detail: error.to_string() })
-                }
-            }
-        };
+        let record = FutureRecord::to(&target.topics.pay_order).key(key.as_str()).payload(message.payload.as_slice());
+        let delivery = enqueue(&producer, record)
+            .await
+            .map_err(|error| SimError::Produce { message_id: message.message_id.clone(), detail: error.to_string() })?;
         first_sent[message.order].get_or_insert_with(Instant::now);
         deliveries.push((index, delivery));
         produced.fetch_add(1, Ordering::Relaxed);
@@ -69,4 +60,23 @@ pub(crate) async fn produce(
         return Err(SimError::Produce { message_id: workload.messages[index].message_id.clone(), detail: failure });
     }
     Ok(first_sent)
+}
+
+/// Hands `record` to the producer, waiting while its local queue is full (a flat-out run fills
+/// it faster than the broker drains it); any other refusal is returned.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, str, [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
+    let mut record = record;
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }
