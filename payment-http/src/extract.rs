@@ -54,19 +54,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 impl IntoParams for Caller {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(UserId::MAX_LEN))
-            .pattern(Some(USER_ID_PATTERN));
-        vec![ParameterBuilder::new()
-            .name("X-User-Id")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::True)
-            .description(Some("The caller, set by the gateway; exactly one. Absent: 401 `missing_user_id`; malformed or repeated: 400 `invalid_user_id`."))
-            .schema(Some(schema))
-            .build()]
+        vec![header_parameter(
+            "X-User-Id",
+            Required::True,
+            UserId::MAX_LEN,
+            USER_ID_PATTERN,
+            "The caller, set by the gateway; exactly one. Absent: 401 `missing_user_id`; malformed or repeated: 400 `invalid_user_id`.",
+        )]
     }
+}
+
+/// A string header parameter with the length and pattern its extractor enforces.
+fn header_parameter(name: &str, required: Required, max_len: usize, pattern: &str, description: &str) -> Parameter {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max_len))
+        .pattern(Some(pattern));
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(required)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }
 
 /// The optional `Idempotency-Key` header: at most one, matching [`IDEMPOTENCY_KEY_PATTERN`].
@@ -87,18 +98,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
 
 impl IntoParams for IdempotencyHeader {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(IdempotencyKey::MAX_LEN))
-            .pattern(Some(IDEMPOTENCY_KEY_PATTERN));
-        vec![ParameterBuilder::new()
-            .name("Idempotency-Key")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some("At most one. A retry with the same key and body gets the first answer and credits once; the same key with another body: 409 `idempotency_key_reused`; malformed or repeated: 400 `invalid_idempotency_key`."))
-            .schema(Some(schema))
-            .build()]
+        vec![header_parameter(
+            "Idempotency-Key",
+            Required::False,
+            IdempotencyKey::MAX_LEN,
+            IDEMPOTENCY_KEY_PATTERN,
+            "At most one. A retry with the same key and body gets the first answer and credits once; the same key with another body: 409 `idempotency_key_reused`; malformed or repeated: 400 `invalid_idempotency_key`.",
+        )]
     }
 }
 
