@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 fn a_host_mounts_the_accounts_api_and_pays_an_order() {
     payment_core::testing::block_on(async {
         let cluster = MockCluster::new(1).unwrap();
-        for topic in ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"] {
+        for topic in payment_kafka::Topics::default().all() {
             cluster.create_topic(topic, 2, 1).unwrap();
         }
         let brokers = cluster.bootstrap_servers();

@@ -29,7 +29,7 @@ struct Stack {
 impl Stack {
     async fn start(database_url: Option<String>) -> Stack {
         let cluster = MockCluster::new(1).expect("mock cluster");
-        for topic in ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"] {
+        for topic in payment_kafka::Topics::default().all() {
             cluster.create_topic(topic, 4, 1).expect("topic");
         }
         let brokers = cluster.bootstrap_servers();

@@ -14,7 +14,7 @@ use rdkafka::{ClientConfig, Message};
 fn a_shop_pays_an_order_end_to_end() {
     payment_core::testing::block_on(async {
         let cluster = MockCluster::new(1).unwrap();
-        for topic in ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"] {
+        for topic in payment_kafka::Topics::default().all() {
             cluster.create_topic(topic, 2, 1).unwrap();
         }
         let brokers = cluster.bootstrap_servers();

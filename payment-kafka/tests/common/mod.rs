@@ -34,12 +34,7 @@ impl Broker {
         }
         let cluster = MockCluster::new(3).unwrap_or_else(|e| panic!("mock cluster: {e}"));
         let config = KafkaConfig::new(cluster.bootstrap_servers());
-        for topic in [
-            &config.topics.pay_order,
-            &config.topics.order_paid,
-            &config.topics.order_payment_failed,
-            &config.topics.dead_letter,
-        ] {
+        for topic in config.topics.all() {
             cluster.create_topic(topic, PARTITIONS, 3).unwrap_or_else(|e| panic!("create {topic}: {e}"));
         }
         Self { cluster, config }
