@@ -46,17 +46,25 @@ pub async fn run(
             }
             let brokers = cluster.bootstrap_servers();
             tracing::warn!(bootstrap_servers = %brokers, "KAFKA_BROKERS unset: embedded Kafka-protocol broker (librdkafka mock cluster) started; produce pay.order there");
+            // On its own line, for a person to copy into a Kafka client.
+            println!("Kafka bootstrap servers: {brokers}");
             (Some(cluster), brokers)
         }
     };
-    if embedded.is_some() {
-        // On its own line, for a person to copy into a Kafka client.
-        println!("Kafka bootstrap servers: {brokers}");
-    }
     let kafka = KafkaConfig { brokers, topics, extra: settings.kafka_properties.clone() };
     // Refuse a protected librdkafka override before anything else starts.
     kafka.check()?;
     let policy = settings.retention_policy();
+    let consumer = ConsumerConfig {
+        group_id: settings.kafka_group_id.clone(),
+        batch_max_messages: settings.batch_max_messages,
+        batch_linger: Duration::from_millis(settings.batch_linger_ms),
+        fetch_wait_max: match embedded {
+            Some(_) => EMBEDDED_FETCH_WAIT_MAX,
+            None => Duration::from_millis(settings.kafka_fetch_wait_max_ms),
+        },
+        ..ConsumerConfig::default()
+    };
     if embedded.is_none() {
         if settings.create_topics {
             let layout = TopicLayout {
@@ -89,13 +97,13 @@ pub async fn run(
             let store = PgStore::connect(url, &config).await?;
             store.migrate().await?;
             tracing::info!("PostgreSQL store ready, migrations applied");
-            serve(store, &settings, kafka, embedded.is_some(), policy, metrics, stop).await
+            serve(store, &settings, kafka, consumer, policy, metrics, stop).await
         }
         None => {
             tracing::warn!(
                 "DATABASE_URL unset: IN-MEMORY STORE, NOT DURABLE — every account and payment is lost at exit"
             );
-            serve(MemoryStore::new(), &settings, kafka, embedded.is_some(), policy, metrics, stop).await
+            serve(MemoryStore::new(), &settings, kafka, consumer, policy, metrics, stop).await
         }
     }
 }
@@ -104,21 +112,11 @@ async fn serve<S: Store + Outbox + Retention>(
     store: S,
     settings: &Settings,
     kafka: KafkaConfig,
-    embedded: bool,
+    consumer: ConsumerConfig,
     policy: RetentionPolicy,
     metrics: Option<PrometheusHandle>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
-    let consumer = ConsumerConfig {
-        group_id: settings.kafka_group_id.clone(),
-        batch_max_messages: settings.batch_max_messages,
-        batch_linger: Duration::from_millis(settings.batch_linger_ms),
-        fetch_wait_max: match embedded {
-            true => EMBEDDED_FETCH_WAIT_MAX,
-            false => Duration::from_millis(settings.kafka_fetch_wait_max_ms),
-        },
-        ..ConsumerConfig::default()
-    };
     let publisher = PublisherConfig {
         batch_rows: settings.outbox_batch_rows,
         poll_interval: Duration::from_millis(settings.outbox_poll_ms),
