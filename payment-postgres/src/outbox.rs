@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use payment_core::domain::{EventKind, OutboxEvent};
 use payment_core::ports::{Leadership, Outbox, OutboxRecord, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS};
 use sqlx::postgres::PgListener;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgExecutor};
 
 use crate::error::{corrupt, store_error};
 use crate::PgStore;
@@ -96,28 +96,37 @@ impl PgStore {
 
     /// Every outbox row, published or not, in id order (for tests and audits).
     pub async fn all_outbox_rows(&self) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows = sqlx::query_as::<_, OutboxRow>(
-            "SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(|row| OutboxRecord::try_from(row).map(|r| r.event)).collect()
+        all_outbox_rows(&self.pool).await
     }
 
     /// Parked rows as `(index in id order among all rows, the broker's error)` (for tests and
     /// audits; the index matches [`PgStore::all_outbox_rows`]).
     pub async fn parked_outbox_rows(&self) -> Result<Vec<(usize, String)>, StoreError> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT index, publish_error FROM
-                (SELECT ROW_NUMBER() OVER (ORDER BY id) - 1 AS index, publish_error FROM outbox) AS numbered
-             WHERE publish_error IS NOT NULL ORDER BY index",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(rows.into_iter().map(|(index, error)| (usize::try_from(index).unwrap_or(usize::MAX), error)).collect())
+        parked_outbox_rows(&self.pool).await
     }
+}
+
+/// [`PgStore::all_outbox_rows`] on any connection (a snapshot reads it in its own transaction).
+pub(crate) async fn all_outbox_rows<'e>(on: impl PgExecutor<'e>) -> Result<Vec<OutboxEvent>, StoreError> {
+    let rows =
+        sqlx::query_as::<_, OutboxRow>("SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id")
+            .fetch_all(on)
+            .await
+            .map_err(store_error)?;
+    rows.into_iter().map(|row| OutboxRecord::try_from(row).map(|r| r.event)).collect()
+}
+
+/// [`PgStore::parked_outbox_rows`] on any connection.
+pub(crate) async fn parked_outbox_rows<'e>(on: impl PgExecutor<'e>) -> Result<Vec<(usize, String)>, StoreError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT index, publish_error FROM
+            (SELECT ROW_NUMBER() OVER (ORDER BY id) - 1 AS index, publish_error FROM outbox) AS numbered
+         WHERE publish_error IS NOT NULL ORDER BY index",
+    )
+    .fetch_all(on)
+    .await
+    .map_err(store_error)?;
+    Ok(rows.into_iter().map(|(index, error)| (usize::try_from(index).unwrap_or(usize::MAX), error)).collect())
 }
 
 #[async_trait]

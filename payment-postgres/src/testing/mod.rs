@@ -138,36 +138,42 @@ fn reason(code: &str) -> DeadLetterReason {
 #[async_trait]
 impl Inspect for PgStore {
     async fn snapshot(&self) -> Snapshot {
-        let pool = &self.pool;
+        // One snapshot of the database: read table by table outside a transaction, a batch
+        // committing in between would show its payments without its ledger entries.
+        let mut tx = self.pool.begin().await.unwrap_or_else(|e| fail("begin the snapshot", e));
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .unwrap_or_else(|e| fail("isolate the snapshot", e));
         let accounts: Vec<crate::rows::AccountRow> =
             sqlx::query_as("SELECT user_id, balance, created_at FROM accounts")
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read accounts", e));
         let ledger: Vec<crate::rows::LedgerRow> = sqlx::query_as(
             "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, created_at FROM ledger_entries ORDER BY position",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await
         .unwrap_or_else(|e| fail("read ledger", e));
         let payments: Vec<crate::rows::PaymentRow> =
             sqlx::query_as("SELECT order_id, user_id, amount, transaction_id, event_id, paid_at FROM payments")
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read payments", e));
         let inbox: Vec<String> = sqlx::query_scalar("SELECT message_id FROM inbox")
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .unwrap_or_else(|e| fail("read inbox", e));
-        let outbox = self.all_outbox_rows().await.unwrap_or_else(|e| fail("read outbox", e));
-        let parked = self.parked_outbox_rows().await.unwrap_or_else(|e| fail("read parked outbox rows", e));
+        let outbox = crate::outbox::all_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read outbox", e));
+        let parked =
+            crate::outbox::parked_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read parked outbox rows", e));
         let letters: Vec<DeadLetterRow> = sqlx::query_as("SELECT * FROM dead_letters ORDER BY seq")
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .unwrap_or_else(|e| fail("read dead letters", e));
         let keys: Vec<crate::rows::IdempotencyRow> =
             sqlx::query_as("SELECT user_id, key, amount, balance, created_at FROM idempotency_keys")
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read idempotency keys", e));
 
