@@ -121,6 +121,7 @@ async fn serve<S: Store + Outbox + Retention>(
         batch_rows: settings.outbox_batch_rows,
         poll_interval: Duration::from_millis(settings.outbox_poll_ms),
         leader_give_up_after: Duration::from_secs(settings.outbox_leader_give_up_secs),
+        linger: Duration::from_millis(settings.outbox_linger_ms),
         ..PublisherConfig::default()
     };
     let deposits = DepositBatching {

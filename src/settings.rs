@@ -65,8 +65,10 @@ pub struct Settings {
     /// Most `pay.order` messages per batch (one database transaction).
     #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub batch_max_messages: usize,
-    /// How long a batch waits for more messages after its first, in milliseconds.
-    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// How long a batch waits for more messages after its first, in milliseconds, when nothing
+    /// else is being applied. 0: it goes as soon as every fetched message is in it; batches still
+    /// grow under load, gathering while the previous one commits.
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub batch_linger_ms: u64,
     /// Most deposits sharing one transaction.
     #[arg(long, env = "DEPOSIT_BATCH_MAX_REQUESTS", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
@@ -81,6 +83,10 @@ pub struct Settings {
     /// Most outbox rows published per round.
     #[arg(long, env = "OUTBOX_BATCH_ROWS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub outbox_batch_rows: u32,
+    /// How long the outbox's producer holds an event for others to share its request
+    /// (`linger.ms`), in milliseconds; added to every event's latency.
+    #[arg(long, env = "OUTBOX_LINGER_MS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub outbox_linger_ms: u64,
     /// A leader that publishes nothing for this long while rows wait gives up its lock, so that
     /// another instance can try, in seconds.
     #[arg(long, env = "OUTBOX_LEADER_GIVE_UP_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -40,6 +40,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{KafkaConfig, PublisherConfig, Topics};
 use crate::{telemetry, KafkaError};
 
+/// How often the backlog and parked gauges are read: two counts are not worth a round trip each
+/// on every round, which under load is every few milliseconds.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Why a round of publishing stopped short.
 #[derive(Debug, thiserror::Error)]
 enum PublishError {
@@ -127,6 +131,8 @@ pub struct OutboxPublisher<O: Outbox> {
     producer: FutureProducer,
     topics: Topics,
     config: PublisherConfig,
+    /// When the gauges were last read.
+    gauges_read_at: Option<Instant>,
 }
 
 impl<O: Outbox> OutboxPublisher<O> {
@@ -137,12 +143,13 @@ impl<O: Outbox> OutboxPublisher<O> {
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
             ("message.timeout.ms", config.delivery_timeout.as_millis().to_string()),
+            ("linger.ms", config.linger.as_millis().to_string()),
             // Below the delivery timeout, so a topic that does not exist fails its rows as
             // unknown (parked) rather than as timed out (retried forever).
             ("topic.metadata.propagation.max.ms", (config.delivery_timeout / 2).as_millis().to_string()),
         ])?;
         let producer = client.create().map_err(KafkaError::Client)?;
-        Ok(Self { outbox, client, producer, topics: kafka.topics.clone(), config })
+        Ok(Self { outbox, client, producer, topics: kafka.topics.clone(), config, gauges_read_at: None })
     }
 
     /// Runs until `shutdown`: waits for leadership, publishes while leading, and flushes at the end.
@@ -258,7 +265,10 @@ impl<O: Outbox> OutboxPublisher<O> {
                 return round;
             }
         };
-        self.report_gauges().await;
+        if self.gauges_read_at.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+            self.gauges_read_at = Some(Instant::now());
+            self.report_gauges().await;
+        }
         round.read = rows.len();
         if rows.is_empty() {
             return round;

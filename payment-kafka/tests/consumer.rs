@@ -114,6 +114,42 @@ async fn an_idle_group_does_not_churn<S: Store + Outbox + Inspect>(store: S) {
 
 payment_postgres::on_both_stores!(a_backlog_of_100_000_drains_without_a_stall, an_idle_group_does_not_churn);
 
+/// Group commit, with no linger: a lone command goes to the store at once, and the commands that
+/// arrive while it commits wait for it and then share one batch, instead of queueing one by one.
+#[test]
+fn commands_arriving_during_a_commit_share_the_next_batch() {
+    payment_core::testing::block_on(async {
+        let store = payment_core::memory::MemoryStore::new();
+        let broker = Broker::start();
+        let payments = Payments::new(store.clone());
+        let users = users(1);
+        funded(&payments, &users, "1000").await;
+        let config = payment_kafka::ConsumerConfig { batch_linger: Duration::ZERO, ..broker.consumer_config() };
+        assert!(config.batch_max_messages > 30, "the 30 must fit in one batch");
+        // The in-memory store runs one unit of work at a time: holding one keeps the consumer's
+        // first batch waiting in the store, as a slow commit would.
+        let held = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        let consumer = broker.spawn_consumer(payments.clone(), config);
+        let health = consumer.health().clone();
+        let producer = broker.producer();
+        broker.send(&producer, &[pay("first", "o-first", &users[0], "1")], false).await;
+        eventually("the first command to be fetched", Duration::from_secs(30), || health.messages() == 1).await;
+        let rest: Vec<_> = (0..30).map(|i| pay(&format!("m{i}"), &format!("o{i}"), &users[0], "1")).collect();
+        broker.send(&producer, &rest, false).await;
+        eventually("the 30 to be fetched", Duration::from_secs(30), || health.messages() == 31).await;
+        assert_eq!(health.batches(), 0, "nothing committed while the store is held");
+        drop(held);
+        eventually("all 31 to commit", Duration::from_secs(30), || health.applied_messages() == 31).await;
+        assert!(
+            health.batches() <= 2,
+            "31 commands in {} batches: the lone first, then everything that arrived while it waited",
+            health.batches()
+        );
+        assert_eq!(store.snapshot().await.payments.len(), 31);
+        consumer.stop().await;
+    });
+}
+
 /// 20 rounds of a second member joining and one leaving at once, with traffic: every close
 /// returns within its bound, none is left behind, and every command is applied exactly once.
 #[test]

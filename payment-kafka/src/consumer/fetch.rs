@@ -3,9 +3,14 @@
 //! batch committed, watches for a stalled client, and closes clients by a protocol that cannot
 //! hang the caller.
 //!
-//! Flow control: at most one batch is being applied, one waits in the hand-over channel and one is
-//! being gathered here. When all three are full the thread stops polling until the applier
-//! catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance arriving in
+//! Batching is group commit: a batch goes to the applier as soon as the applier is free and every
+//! message already fetched is in it (after `batch_linger`, when that is set). While a batch is
+//! being applied the next one gathers, so batches grow with the load by themselves: a lone
+//! command waits for no one, and a backlog is applied `batch_max_messages` at a time.
+//!
+//! Flow control: at most one batch is being applied, one full batch waits in the hand-over channel
+//! and one is being gathered here. When all three are full the thread stops polling until the
+//! applier catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance arriving in
 //! that window is served as soon as polling resumes — within one batch's apply time (librdkafka
 //! only leaves the group when `max.poll.interval.ms`, 5 min by default, passes without a poll,
 //! e.g. when the store has been down that long; the partitions then move to a member that can
@@ -32,8 +37,8 @@ use crate::KafkaError;
 
 /// Longest single `poll`: how quickly the thread notices shutdown and commits when idle.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How often a finished batch that waits for the applier is offered again.
-const POLL_SLICE: Duration = Duration::from_millis(5);
+/// Longest `poll` while a gathered batch waits for the applier: how soon a commit is noticed.
+const POLL_SLICE: Duration = Duration::from_millis(1);
 /// How often, once the stall timeout has passed, the watchdog looks at the statistics again.
 const STALL_RECHECK: Duration = Duration::from_secs(1);
 
@@ -113,7 +118,10 @@ impl Fetcher {
     fn fetch(&self, client: &Client, in_flight: &mut usize) -> Exit {
         let batch_max = self.config.batch_max_messages.max(1);
         let mut gathering = Batch::default();
+        // When the gathering batch may go to a free applier (its first message + `batch_linger`).
         let mut deadline: Option<Instant> = None;
+        // Whether the last poll found nothing more to add: every fetched message is in the batch.
+        let mut drained = false;
         // The last time this thread received a message or was not asking for one.
         let mut progress = Instant::now();
         let mut next_stall_check = progress + self.config.stall_timeout;
@@ -122,9 +130,11 @@ impl Fetcher {
                 return Exit::Stop;
             }
             let full = gathering.messages.len() >= batch_max;
-            let due = full || deadline.is_some_and(|d| Instant::now() >= d);
-            let mut handed_back = false;
-            if due {
+            let applier_free = *in_flight == 0;
+            let lingered = deadline.is_some_and(|d| Instant::now() >= d);
+            // A batch that is not full only goes to a free applier, so only a full one can find the
+            // channel taken; it waits below for the commit that frees it.
+            if full || (applier_free && drained && lingered) {
                 match self.batches.try_send(std::mem::take(&mut gathering)) {
                     Ok(()) => {
                         *in_flight += 1;
@@ -132,10 +142,7 @@ impl Fetcher {
                         continue;
                     }
                     Err(TrySendError::Closed(_)) => return Exit::Stop,
-                    Err(TrySendError::Full(batch)) => {
-                        gathering = batch;
-                        handed_back = true;
-                    }
+                    Err(TrySendError::Full(batch)) => gathering = batch,
                 }
             }
             if full {
@@ -150,21 +157,27 @@ impl Fetcher {
                 continue;
             }
             let timeout = match deadline {
-                _ if handed_back => POLL_SLICE,
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(IDLE_POLL),
                 None => IDLE_POLL,
+                // Gathering while a batch is applied: short polls, so its commit is seen at once.
+                Some(_) if !applier_free => POLL_SLICE,
+                // The applier is free: take what is already fetched without waiting, then go.
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(IDLE_POLL),
             };
             match client.poll(timeout) {
                 Some(Ok(message)) => {
                     self.health.message_received();
                     gathering.push(&message);
                     deadline.get_or_insert_with(|| Instant::now() + self.config.batch_linger);
+                    drained = false;
                     progress = Instant::now();
                     next_stall_check = progress + self.config.stall_timeout;
                 }
                 // Broker or network trouble: librdkafka reconnects by itself; nothing was read.
-                Some(Err(error)) => tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself"),
-                None => {}
+                Some(Err(error)) => {
+                    drained = true;
+                    tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself");
+                }
+                None => drained = true,
             }
             if Instant::now() >= next_stall_check {
                 next_stall_check = Instant::now() + STALL_RECHECK;

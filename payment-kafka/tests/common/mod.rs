@@ -92,7 +92,7 @@ impl Broker {
         ConsumerConfig {
             group_id: "payments".into(),
             batch_max_messages: 50,
-            batch_linger: Duration::from_millis(20),
+            batch_linger: Duration::ZERO,
             session_timeout: Duration::from_secs(6),
             retry_first_backoff: Duration::from_millis(50),
             retry_max_backoff: Duration::from_millis(500),
