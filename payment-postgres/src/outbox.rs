@@ -147,15 +147,20 @@ impl Outbox for PgStore {
     }
 
     async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
+        // A mark lost in a crash only makes its rows be sent again, which at-least-once delivery
+        // (consumers deduplicate by event_id) already allows: it need not wait for the disk. The
+        // next round waits for this commit, and every event behind it waited for the flush.
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(store_error)?;
         sqlx::query(
             "UPDATE outbox SET published_at = now()
              WHERE id = ANY($1) AND published_at IS NULL AND publish_failed_at IS NULL",
         )
         .bind(ids)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(drop)
-        .map_err(store_error)
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
     }
 
     async fn park(&self, id: i64, error: &str) -> Result<(), StoreError> {
