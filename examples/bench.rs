@@ -80,6 +80,8 @@ type Measured<T> = Result<T, String>;
 
 const TOPICS: [&str; 4] = ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"];
 const PARTITIONS: i32 = 4;
+/// Where each run's producer sends one record before its clock starts (see `payments::Topics`).
+const WARM_UP_TOPIC: &str = "bench.warm-up";
 /// The consumer's default batch (`BATCH_MAX_MESSAGES`), and a smaller one.
 const FLOOR_BATCHES: [usize; 2] = [500, 100];
 const RATES: [u32; 2] = [1_000, 5_000];
@@ -395,7 +397,12 @@ async fn payments(
     let accounts = orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
     println!("  {} accounts funded over HTTP in {:.1} s", config.users, prepared.elapsed().as_secs_f64());
     postgres::checkpoint(server).await?;
-    let topics = payments::Topics { pay_order: TOPICS[0], order_paid: TOPICS[1], order_payment_failed: TOPICS[2] };
+    let topics = payments::Topics {
+        pay_order: TOPICS[0],
+        order_paid: TOPICS[1],
+        order_payment_failed: TOPICS[2],
+        warm_up: WARM_UP_TOPIC,
+    };
     let run = payments::run(&target.brokers, &topics, PARTITIONS, &plan, config.fetch_wait_ms, OUTCOME_TIMEOUT).await?;
     if run.paid != orders {
         return Err(format!("{} of {orders} orders paid, {} failed", run.paid, run.failed).into());
@@ -426,6 +433,7 @@ fn mock_broker() -> Fallible<MockCluster<'static, rdkafka::producer::DefaultProd
     for topic in TOPICS {
         cluster.create_topic(topic, PARTITIONS, 1)?;
     }
+    cluster.create_topic(WARM_UP_TOPIC, 1, 1)?;
     Ok(cluster)
 }
 
