@@ -3,7 +3,12 @@
 //!
 //! `cargo run --release --example bench-batches` — uses `DATABASE_URL` if set, else starts a
 //! throwaway server from the local PostgreSQL binaries. `BENCH_SECONDS` sets each run's length.
+//!
+//! It also reports what the in-memory store holds per paid order (inbox, payment, ledger entry,
+//! outbox row: all kept until retention prunes them), counted by the allocator: this binary's
+//! allocator counts every allocation, a few atomic additions each.
 
+use std::alloc::System;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,8 +18,14 @@ use payment_core::ports::Store;
 use payment_core::Payments;
 use payment_postgres::testing::fresh_database;
 use payment_postgres::{PgConfig, PgStore};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const USERS: usize = 1_000;
+/// Orders paid into a fresh in-memory store to measure its growth.
+const GROWTH_ORDERS: usize = 100_000;
 
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -29,16 +40,50 @@ async fn bench(length: Duration) {
     let store = PgStore::connect(&url, &PgConfig { max_connections: 8, ..PgConfig::default() }).await.expect("connect");
     println!("PayOrders on the in-memory store (the core's own cost), {}s per run", length.as_secs());
     run(Payments::new(MemoryStore::new()), length, &[(1, 1), (1, 100)]).await;
+    memory_growth().await;
     println!("PayOrders on PostgreSQL, {}s per run", length.as_secs());
     run(Payments::new(store), length, &[(1, 1), (1, 10), (1, 100), (1, 500), (4, 1), (4, 100), (4, 500)]).await;
 }
 
-async fn run<S: Store>(payments: Payments<S>, length: Duration, shapes: &[(usize, usize)]) {
+/// Heap bytes a fresh in-memory store gains per paid order, over [`GROWTH_ORDERS`] orders.
+async fn memory_growth() {
+    let payments = Payments::new(MemoryStore::new());
+    let users = funded(&payments).await;
+    let region = Region::new(ALLOCATOR);
+    for first in (0..GROWTH_ORDERS).step_by(100) {
+        let commands: Vec<Inbound> = (first..first + 100).map(|n| command(n, &users)).collect();
+        payments.pay_orders(&commands).await.expect("batch");
+    }
+    let change = region.change();
+    let held = change.bytes_allocated as f64 - change.bytes_deallocated as f64 + change.bytes_reallocated as f64;
+    println!(
+        "in-memory store: {GROWTH_ORDERS} paid orders hold {:.1} MiB more heap = {:.0} bytes per order",
+        held / (1024.0 * 1024.0),
+        held / GROWTH_ORDERS as f64
+    );
+}
+
+async fn funded<S: Store>(payments: &Payments<S>) -> Vec<UserId> {
     let users: Vec<UserId> = (0..USERS).map(|i| UserId::new(format!("bench-{i}")).expect("user id")).collect();
     for user in &users {
         payments.create_account(user).await.expect("create");
         payments.deposit(user, "1000000000".parse().expect("amount"), None).await.expect("deposit");
     }
+    users
+}
+
+/// The `n`th command: a debit of 0.01 on one of `users`.
+fn command(n: usize, users: &[UserId]) -> Inbound {
+    let order = PayOrder::new(
+        OrderId::new(format!("o-{n}")).expect("order id"),
+        users[n % USERS].clone(),
+        "0.01".parse::<Amount>().expect("amount"),
+    );
+    Inbound::pay(MessageId::new(format!("m-{n}")).expect("message id"), order)
+}
+
+async fn run<S: Store>(payments: Payments<S>, length: Duration, shapes: &[(usize, usize)]) {
+    let users = funded(&payments).await;
     println!("{USERS} accounts, every command a successful debit");
     println!("{:>8} {:>8} {:>14} {:>12} {:>14}", "clients", "batch", "commands/s", "batches/s", "ms/batch");
     let mut next = 0usize;
@@ -51,17 +96,7 @@ async fn run<S: Store>(payments: Payments<S>, length: Duration, shapes: &[(usize
             tasks.push(tokio::spawn(async move {
                 let mut done = 0usize;
                 while started.elapsed() < length {
-                    let commands: Vec<Inbound> = (0..batch)
-                        .map(|i| {
-                            let n = offset + done + i;
-                            let order = PayOrder::new(
-                                OrderId::new(format!("o-{n}")).expect("order id"),
-                                users[n % USERS].clone(),
-                                "0.01".parse::<Amount>().expect("amount"),
-                            );
-                            Inbound::pay(MessageId::new(format!("m-{n}")).expect("message id"), order)
-                        })
-                        .collect();
+                    let commands: Vec<Inbound> = (0..batch).map(|i| command(offset + done + i, &users)).collect();
                     payments.pay_orders(&commands).await.expect("batch");
                     done += batch;
                 }
