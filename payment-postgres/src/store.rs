@@ -1,5 +1,6 @@
 //! [`PgStore`]: the [`Store`] port on a `sqlx::PgPool`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,26 @@ impl Store for PgStore {
         .await
         .map_err(store_error)?;
         row.map(Account::try_from).transpose()
+    }
+
+    async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for every user, whatever their number: a user asked twice matches its row
+        // once, and the answers are put back in the order asked below.
+        let rows = sqlx::query_as::<_, rows::AccountRow>(
+            "SELECT user_id, balance, created_at FROM accounts WHERE user_id = ANY($1::TEXT[])",
+        )
+        .bind(users.iter().map(UserId::as_str).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let found = rows
+            .into_iter()
+            .map(|row| Account::try_from(row).map(|account| (account.user_id.clone(), account)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(users.iter().map(|user| found.get(user).cloned()).collect())
     }
 
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
