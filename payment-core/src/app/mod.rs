@@ -10,12 +10,11 @@ mod retry;
 
 use std::sync::Arc;
 
-pub use coalesce::DepositBatching;
-pub use deposit::DepositReceipt;
+pub use deposit::{DepositBatching, DepositReceipt};
 pub use get_balance::Statement;
 pub use retry::RetryPolicy;
 
-use coalesce::Coalescer;
+use deposit::DepositCoalescer;
 
 use crate::decide::DepositRefusal;
 use crate::ports::{Clock, Store, StoreError, SystemClock};
@@ -58,7 +57,7 @@ pub struct Payments<S> {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     /// `None` when each deposit is its own unit of work.
-    deposits: Option<Arc<Coalescer>>,
+    deposits: Option<Arc<DepositCoalescer>>,
 }
 
 impl<S: Store> Payments<S> {
@@ -82,7 +81,7 @@ impl<S: Store> Payments<S> {
     /// Replaces how concurrent deposits share units of work. Clones made before this call keep
     /// batching with each other, not with this one.
     pub fn with_deposit_batching(self, batching: DepositBatching) -> Self {
-        let deposits = batching.is_on().then(|| Arc::new(Coalescer::new(batching)));
+        let deposits = batching.coalescer().map(Arc::new);
         Self { deposits, ..self }
     }
 
