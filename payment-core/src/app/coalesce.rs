@@ -1,5 +1,6 @@
 //! Coalescing of concurrent requests into one piece of shared work, with no background task:
-//! deposits into one unit of work ([`super::deposit`]).
+//! deposits into one unit of work ([`super::deposit`]), account reads into one query
+//! ([`super::account_reads`]).
 //!
 //! The first caller to find no open window opens one and becomes its leader: the window's work
 //! (wait for company, close the window, do the work for everyone in it, answer each) is created

@@ -266,6 +266,36 @@ pub async fn accounts_of_no_users_is_empty<F: StoreFactory>(factory: &F) {
     assert_eq!(store.accounts(&[]).await.unwrap(), []);
 }
 
+/// Concurrent balance reads, which share [`Store::accounts`] queries, each get their own
+/// account — or [`Error::AccountNotFound`] — however they are grouped.
+pub async fn concurrent_balance_reads_each_get_their_own_account<F: StoreFactory>(factory: &F) {
+    let (payments, _store) = fresh(factory).await;
+    for n in 0..20 {
+        funded(&payments, &format!("u{n}"), &format!("{n}.5")).await;
+    }
+    let payments = payments.with_max_reads_per_query(7);
+    let reads: Vec<_> = (0..100)
+        .map(|i| {
+            let (payments, who) =
+                (payments.clone(), if i % 10 == 9 { format!("ghost{i}") } else { format!("u{}", i % 20) });
+            tokio::spawn(async move { (who.clone(), payments.balance(&user(&who)).await) })
+        })
+        .collect();
+    for read in reads {
+        let (who, answer) = read.await.unwrap_or_else(|e| panic!("balance task panicked: {e}"));
+        match who.strip_prefix('u') {
+            Some(n) => {
+                let account = answer.unwrap_or_else(|e| panic!("{who}: {e}"));
+                assert_eq!(
+                    (account.user_id.as_str(), account.balance.value()),
+                    (who.as_str(), money(&format!("{n}.5")))
+                );
+            }
+            None => assert_eq!(answer, Err(Error::AccountNotFound), "{who}"),
+        }
+    }
+}
+
 /// A payment debits, records the payment and a ledger entry, and writes `order.paid` with its headers.
 pub async fn payment_debits_and_publishes_order_paid<F: StoreFactory>(factory: &F) {
     let (payments, store) = fresh(factory).await;
