@@ -124,10 +124,18 @@ impl Store for PgStore {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement for every user, whatever their number: a user asked twice matches its row
-        // once, and the answers are put back in the order asked below.
+        // One statement for every user, and one primary-key probe per user whatever the table's
+        // size: the LIMIT keeps the planner from flattening the lateral subquery into a join.
+        // `WHERE user_id = ANY($1)` is planned as a sequential scan of a small table: on 1,000
+        // accounts, 0.09 ms for 8 users against 0.02 ms for 8 probes (EXPLAIN ANALYZE), and half
+        // of PostgreSQL's time under coalesced balance reads (perf). A user asked twice gets two
+        // rows, an unknown user none; the answers are put back in the order asked below.
         let rows = sqlx::query_as::<_, rows::AccountRow>(
-            "SELECT user_id, balance, created_at FROM accounts WHERE user_id = ANY($1::TEXT[])",
+            "SELECT account.user_id, account.balance, account.created_at
+             FROM unnest($1::TEXT[]) AS asked(user_id)
+             CROSS JOIN LATERAL (
+                 SELECT user_id, balance, created_at FROM accounts WHERE accounts.user_id = asked.user_id LIMIT 1
+             ) AS account",
         )
         .bind(users.iter().map(UserId::as_str).collect::<Vec<_>>())
         .fetch_all(&self.pool)
