@@ -9,7 +9,8 @@
 //! messages in the inbox and loads (locks) the accounts and earlier payments they touch;
 //! [`decide::decide_payments`] decides every outcome without I/O; the unit of work writes all
 //! effects at once and commits. Deposits are batched the same way: concurrent [`Payments::deposit`]
-//! calls share a unit of work ([`app::DepositBatching`]), decided by [`decide::decide_deposits`].
+//! calls share a unit of work ([`app::DepositBatching`]), decided by [`decide::decide_deposits`];
+//! concurrent [`Payments::balance`] calls share one [`ports::Store::accounts`] query.
 //! The invariants that hold at every commit:
 //!
 //! - `balance == deposits − successful payments` for every account, and no balance is negative;

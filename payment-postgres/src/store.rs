@@ -1,5 +1,6 @@
 //! [`PgStore`]: the [`Store`] port on a `sqlx::PgPool`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,34 @@ impl Store for PgStore {
         .await
         .map_err(store_error)?;
         row.map(Account::try_from).transpose()
+    }
+
+    async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for every user, and one primary-key probe per user whatever the table's
+        // size: the LIMIT keeps the planner from flattening the lateral subquery into a join.
+        // `WHERE user_id = ANY($1)` is planned as a sequential scan of a small table: on 1,000
+        // accounts, 0.09 ms for 8 users against 0.02 ms for 8 probes (EXPLAIN ANALYZE), and half
+        // of PostgreSQL's time under coalesced balance reads (perf). A user asked twice gets two
+        // rows, an unknown user none; the answers are put back in the order asked below.
+        let rows = sqlx::query_as::<_, rows::AccountRow>(
+            "SELECT account.user_id, account.balance, account.created_at
+             FROM unnest($1::TEXT[]) AS asked(user_id)
+             CROSS JOIN LATERAL (
+                 SELECT user_id, balance, created_at FROM accounts WHERE accounts.user_id = asked.user_id LIMIT 1
+             ) AS account",
+        )
+        .bind(users.iter().map(UserId::as_str).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let found = rows
+            .into_iter()
+            .map(|row| Account::try_from(row).map(|account| (account.user_id.clone(), account)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(users.iter().map(|user| found.get(user).cloned()).collect())
     }
 
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {

@@ -2,12 +2,61 @@
 //! unit of work ([`DepositBatching`](super::DepositBatching)); each is answered on its own.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::coalesce::{Gather, Work};
+use super::coalesce::{Closing, Coalescer, Gather, Work};
 use super::{Error, Payments, RetryPolicy};
 use crate::decide::{decide_deposits, DepositKeys, DepositRequest, DepositState, Deposited};
 use crate::domain::{Amount, Balance, IdempotencyKey, UserId};
 use crate::ports::{Clock, Store, StoreError, UnitOfWork};
+
+/// How concurrent [`Payments::deposit`] calls share a unit of work.
+///
+/// A batch closes when it holds `max_requests` deposits; or, with `group_commit`, as soon as no
+/// other deposit of the same [`Payments`] is in flight; or once `linger` has passed since its
+/// first deposit. It keeps gathering while its transaction waits for a pooled connection.
+/// [`DepositBatching::OFF`] — or any `max_requests <= 1` or zero `linger` — gives each deposit
+/// its own unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepositBatching {
+    /// Most deposits in one unit of work; later callers start the next batch.
+    pub max_requests: usize,
+    /// The longest the first deposit of a batch waits for others.
+    pub linger: Duration,
+    /// Close a batch without waiting when every deposit in progress is in it: a lone deposit
+    /// waits for nothing, and under load a batch gathers while the earlier ones run. `false`
+    /// waits out `linger` unless the batch fills (tests use it to make batches predictable).
+    pub group_commit: bool,
+}
+
+impl DepositBatching {
+    /// One unit of work per deposit.
+    pub const OFF: DepositBatching = DepositBatching { max_requests: 1, linger: Duration::ZERO, group_commit: true };
+
+    /// Whether deposits are coalesced at all.
+    pub fn is_on(&self) -> bool {
+        self.max_requests > 1 && !self.linger.is_zero()
+    }
+
+    /// The coalescer of batched deposits; `None` when they are not batched.
+    pub(super) fn coalescer(&self) -> Option<DepositCoalescer> {
+        let closing =
+            Closing { max_requests: self.max_requests, linger: Some(self.linger), group_commit: self.group_commit };
+        self.is_on().then(|| {
+            DepositCoalescer::new(closing, "the deposit's batch was abandoned; whether it committed is unknown")
+        })
+    }
+}
+
+impl Default for DepositBatching {
+    /// 64 deposits, waiting at most 2 ms, with group commit.
+    fn default() -> Self {
+        Self { max_requests: 64, linger: Duration::from_millis(2), group_commit: true }
+    }
+}
+
+/// Concurrent deposits, coalesced into shared units of work.
+pub(super) type DepositCoalescer = Coalescer<DepositRequest, DepositReceipt>;
 
 /// The answer to a deposit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +87,7 @@ impl<S: Store> Payments<S> {
         let request = DepositRequest { user_id: user.clone(), amount, key: key.cloned() };
         let runner = DepositRunner { store: self.store.clone(), clock: self.clock.clone(), retry: self.retry };
         match &self.deposits {
-            Some(coalescer) => {
-                let linger = coalescer.batching().linger;
-                coalescer.deposit(request, move |gather| runner.lead(gather, linger)).await
-            }
+            Some(coalescer) => coalescer.submit(request, move |gather| runner.lead(gather)).await,
             None => {
                 let mut answers = runner.run(None, std::slice::from_ref(&request)).await;
                 answers.pop().unwrap_or_else(|| Err(Error::Store(StoreError::Invariant("no answer".into()))))
@@ -60,9 +106,9 @@ struct DepositRunner<S> {
 
 impl<S: Store> DepositRunner<S> {
     /// A window's work: gather, open the transaction, close the window, run, answer each caller.
-    fn lead(self, gather: Arc<Gather>, linger: std::time::Duration) -> Work {
+    fn lead(self, gather: Arc<Gather<DepositRequest, DepositReceipt>>) -> Work {
         Box::pin(async move {
-            gather.linger(linger).await;
+            gather.ready().await;
             // The window stays open while the transaction waits for a connection: deposits that
             // arrive meanwhile ride along instead of queueing for one of their own.
             let opened = self.store.begin().await;

@@ -1,4 +1,5 @@
-//! `GetBalance` and the statement of account: committed reads.
+//! `GetBalance` and the statement of account: committed reads. The account is read together
+//! with the concurrent reads ([`account_reads`](super::account_reads)): one query for all.
 
 use super::{Error, Payments};
 use crate::domain::{Account, LedgerPosition, StatementEntry, StatementPage, UserId};
@@ -14,16 +15,16 @@ pub struct Statement {
 }
 
 impl<S: Store> Payments<S> {
-    /// The user's account and balance.
+    /// The user's account and balance, as committed. Concurrent calls share one
+    /// [`Store::accounts`] query; a store error fails every call of that query.
     pub async fn balance(&self, user: &UserId) -> Result<Account, Error> {
-        self.store.account(user).await?.ok_or(Error::AccountNotFound)
+        self.reads.read(&self.store, user).await
     }
 
     /// A page of the user's statement.
     pub async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Statement, Error> {
-        if self.store.account(user).await?.is_none() {
-            return Err(Error::AccountNotFound);
-        }
+        // An unknown user is told so, rather than shown an empty statement.
+        self.reads.read(&self.store, user).await?;
         let entries = self.store.statement(user, page).await?;
         let full = entries.len() == usize::from(page.limit());
         let next = entries.last().filter(|_| full).map(|entry| entry.position);

@@ -1,6 +1,7 @@
 //! Use cases: [`Payments`] runs each one as a unit of work on a [`Store`] — load, decide (pure,
 //! in [`crate::decide`]), apply, commit — and retries it whole when the store reports a conflict.
 
+mod account_reads;
 mod coalesce;
 mod create_account;
 mod deposit;
@@ -10,12 +11,13 @@ mod retry;
 
 use std::sync::Arc;
 
-pub use coalesce::DepositBatching;
-pub use deposit::DepositReceipt;
+pub use account_reads::DEFAULT_MAX_READS_PER_QUERY;
+pub use deposit::{DepositBatching, DepositReceipt};
 pub use get_balance::Statement;
 pub use retry::RetryPolicy;
 
-use coalesce::Coalescer;
+use account_reads::AccountReads;
+use deposit::DepositCoalescer;
 
 use crate::decide::DepositRefusal;
 use crate::ports::{Clock, Store, StoreError, SystemClock};
@@ -58,15 +60,23 @@ pub struct Payments<S> {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     /// `None` when each deposit is its own unit of work.
-    deposits: Option<Arc<Coalescer>>,
+    deposits: Option<Arc<DepositCoalescer>>,
+    /// Concurrent balance reads (and statement account checks), sharing queries.
+    reads: Arc<AccountReads>,
 }
 
 impl<S: Store> Payments<S> {
-    /// Use cases on `store`, with the [`SystemClock`], the default [`RetryPolicy`] and the
-    /// default [`DepositBatching`].
+    /// Use cases on `store`, with the [`SystemClock`], the default [`RetryPolicy`], the default
+    /// [`DepositBatching`] and at most [`DEFAULT_MAX_READS_PER_QUERY`] balance reads per query.
     pub fn new(store: S) -> Self {
-        Self { store, clock: Arc::new(SystemClock), retry: RetryPolicy::default(), deposits: None }
-            .with_deposit_batching(DepositBatching::default())
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+            deposits: None,
+            reads: Arc::new(AccountReads::new(DEFAULT_MAX_READS_PER_QUERY)),
+        }
+        .with_deposit_batching(DepositBatching::default())
     }
 
     /// Replaces the clock that stamps accounts, entries, payments and events (tests fix it).
@@ -82,8 +92,16 @@ impl<S: Store> Payments<S> {
     /// Replaces how concurrent deposits share units of work. Clones made before this call keep
     /// batching with each other, not with this one.
     pub fn with_deposit_batching(self, batching: DepositBatching) -> Self {
-        let deposits = batching.is_on().then(|| Arc::new(Coalescer::new(batching)));
+        let deposits = batching.coalescer().map(Arc::new);
         Self { deposits, ..self }
+    }
+
+    /// Replaces how many concurrent balance reads (and statement account checks) one
+    /// [`Store::accounts`] query may answer; more readers than that fill further queries. One
+    /// (or zero) gives each read its own query. Clones made before this call share queries with
+    /// each other, not with this one.
+    pub fn with_max_reads_per_query(self, max_reads: usize) -> Self {
+        Self { reads: Arc::new(AccountReads::new(max_reads)), ..self }
     }
 
     /// The store the use cases run on, e.g. to hand it to a publisher or the HTTP layer.

@@ -61,6 +61,11 @@ impl Store for MemoryStore {
         Ok(self.state.lock().await.accounts.get(user).cloned())
     }
 
+    async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
+        let state = self.state.lock().await;
+        Ok(users.iter().map(|user| state.accounts.get(user).cloned()).collect())
+    }
+
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
         let state = self.state.lock().await;
         let Some(entries) = state.ledger.get(user) else { return Ok(Vec::new()) };

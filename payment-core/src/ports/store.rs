@@ -52,6 +52,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The committed account of a user.
     async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError>;
 
+    /// The committed accounts of many users, read in one statement: one answer per user asked,
+    /// in the order asked — `None` for a user with no account, and a user asked twice answered
+    /// twice. No users, no answers (and no statement). Coalesced balance reads ask for every
+    /// waiting caller at once with it.
+    async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError>;
+
     /// One page of a user's statement, newest first, by keyset on the entry position.
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError>;
 }

@@ -12,8 +12,8 @@ use super::{Inspect, Snapshot, StoreFactory};
 use crate::app::{DepositBatching, DepositReceipt, Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
-    Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin, Payment,
-    StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    Account, Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin,
+    Payment, StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
@@ -208,6 +208,92 @@ pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &
     assert_eq!(pages[0].entry.balance_after.value(), money("24.5"));
     assert_eq!(pages[0].entry.order_id.as_ref().map(|o| o.as_str()), Some("o7"));
     assert!(payments.statement(&user("nobody"), StatementPage::new(3, None).unwrap()).await.is_err());
+}
+
+/// The balances of `answers`, with their users, to compare with what was asked.
+fn owners(answers: &[Option<Account>]) -> Vec<Option<(UserId, Decimal)>> {
+    answers.iter().map(|a| a.as_ref().map(|a| (a.user_id.clone(), a.balance.value()))).collect()
+}
+
+/// [`Store::accounts`] answers each user in the order asked, whatever order the store keeps
+/// them in, and each answer is what [`Store::account`] reads.
+pub async fn accounts_answer_in_the_order_asked<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    let names: Vec<String> = (10..60).map(|n| format!("u{n}")).collect();
+    for (n, name) in names.iter().enumerate() {
+        funded(&payments, name, &format!("{}.25", n + 1)).await;
+    }
+    // Newest first, then every other one: neither insertion nor key order.
+    let asked: Vec<UserId> = names.iter().rev().chain(names.iter().step_by(2)).map(|name| user(name)).collect();
+    let answers = store.accounts(&asked).await.unwrap();
+    let expected: Vec<_> = asked
+        .iter()
+        .map(|who| {
+            let n = names.iter().position(|name| name == who.as_str()).unwrap();
+            Some((who.clone(), money(&format!("{}.25", n + 1))))
+        })
+        .collect();
+    assert_eq!(owners(&answers), expected);
+    for (who, answer) in asked.iter().zip(&answers) {
+        assert_eq!(answer, &store.account(who).await.unwrap(), "{who}");
+    }
+}
+
+/// A user asked for more than once is answered each time.
+pub async fn accounts_answer_a_user_asked_twice_twice<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "1").await;
+    funded(&payments, "u2", "2").await;
+    let answers = store.accounts(&[user("u1"), user("u2"), user("u1"), user("u1")]).await.unwrap();
+    let (one, two) = (Some((user("u1"), money("1"))), Some((user("u2"), money("2"))));
+    assert_eq!(owners(&answers), [one.clone(), two, one.clone(), one]);
+}
+
+/// A user with no account is answered `None`, in its place among the others.
+pub async fn accounts_answer_none_for_a_user_without_one<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    assert_eq!(store.accounts(&[user("ghost")]).await.unwrap(), [None]);
+    funded(&payments, "u1", "1").await;
+    let answers = store.accounts(&[user("ghost"), user("u1"), user("nobody"), user("ghost")]).await.unwrap();
+    assert_eq!(owners(&answers), [None, Some((user("u1"), money("1"))), None, None]);
+}
+
+/// Asking for no users answers nothing.
+pub async fn accounts_of_no_users_is_empty<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    assert_eq!(store.accounts(&[]).await.unwrap(), []);
+    funded(&payments, "u1", "1").await;
+    assert_eq!(store.accounts(&[]).await.unwrap(), []);
+}
+
+/// Concurrent balance reads, which share [`Store::accounts`] queries, each get their own
+/// account — or [`Error::AccountNotFound`] — however they are grouped.
+pub async fn concurrent_balance_reads_each_get_their_own_account<F: StoreFactory>(factory: &F) {
+    let (payments, _store) = fresh(factory).await;
+    for n in 0..20 {
+        funded(&payments, &format!("u{n}"), &format!("{n}.5")).await;
+    }
+    let payments = payments.with_max_reads_per_query(7);
+    let reads: Vec<_> = (0..100)
+        .map(|i| {
+            let (payments, who) =
+                (payments.clone(), if i % 10 == 9 { format!("ghost{i}") } else { format!("u{}", i % 20) });
+            tokio::spawn(async move { (who.clone(), payments.balance(&user(&who)).await) })
+        })
+        .collect();
+    for read in reads {
+        let (who, answer) = read.await.unwrap_or_else(|e| panic!("balance task panicked: {e}"));
+        match who.strip_prefix('u') {
+            Some(n) => {
+                let account = answer.unwrap_or_else(|e| panic!("{who}: {e}"));
+                assert_eq!(
+                    (account.user_id.as_str(), account.balance.value()),
+                    (who.as_str(), money(&format!("{n}.5")))
+                );
+            }
+            None => assert_eq!(answer, Err(Error::AccountNotFound), "{who}"),
+        }
+    }
 }
 
 /// A payment debits, records the payment and a ledger entry, and writes `order.paid` with its headers.

@@ -131,6 +131,10 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.account(user).await
     }
 
+    async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
+        self.inner.accounts(users).await
+    }
+
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
         self.inner.statement(user, page).await
     }
