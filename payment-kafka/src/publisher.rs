@@ -40,8 +40,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{KafkaConfig, PublisherConfig, Topics};
 use crate::{telemetry, KafkaError};
 
-/// How often the backlog and parked gauges are read: two counts are not worth a round trip each
-/// on every round, which under load is every few milliseconds.
+/// How often the leader reads the backlog and parked gauges, on a task of their own: a count over
+/// an outbox full of rows published since the last vacuum takes tens of milliseconds, which no
+/// event should wait for.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a round of publishing stopped short.
@@ -123,6 +124,24 @@ enum Term {
     GaveUp,
 }
 
+/// Reads the backlog and parked gauges every [`GAUGE_INTERVAL`] until `stop`.
+async fn report_gauges<O: Outbox>(outbox: O, stop: CancellationToken) {
+    let mut every = tokio::time::interval(GAUGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Ok(backlog) = outbox.backlog().await {
+            metrics::gauge!(telemetry::OUTBOX_BACKLOG).set(backlog as f64);
+        }
+        if let Ok(parked) = outbox.parked().await {
+            metrics::gauge!(telemetry::OUTBOX_PARKED).set(parked as f64);
+        }
+    }
+}
+
 /// Moves committed outbox rows to their topics.
 pub struct OutboxPublisher<O: Outbox> {
     outbox: O,
@@ -131,8 +150,6 @@ pub struct OutboxPublisher<O: Outbox> {
     producer: FutureProducer,
     topics: Topics,
     config: PublisherConfig,
-    /// When the gauges were last read.
-    gauges_read_at: Option<Instant>,
 }
 
 impl<O: Outbox> OutboxPublisher<O> {
@@ -149,7 +166,7 @@ impl<O: Outbox> OutboxPublisher<O> {
             ("topic.metadata.propagation.max.ms", (config.delivery_timeout / 2).as_millis().to_string()),
         ])?;
         let producer = client.create().map_err(KafkaError::Client)?;
-        Ok(Self { outbox, client, producer, topics: kafka.topics.clone(), config, gauges_read_at: None })
+        Ok(Self { outbox, client, producer, topics: kafka.topics.clone(), config })
     }
 
     /// Runs until `shutdown`: waits for leadership, publishes while leading, and flushes at the end.
@@ -185,7 +202,16 @@ impl<O: Outbox> OutboxPublisher<O> {
     }
 
     /// Publishes while `leader` holds the lock. Returning drops `leader`, which releases the lock.
-    async fn lead(&mut self, mut leader: O::Leader, shutdown: &CancellationToken) -> Term {
+    async fn lead(&mut self, leader: O::Leader, shutdown: &CancellationToken) -> Term {
+        let gauges = shutdown.child_token();
+        tokio::spawn(report_gauges(self.outbox.clone(), gauges.clone()));
+        // Stops the gauges however the term ends.
+        let _gauges = gauges.drop_guard();
+        self.publish_while_leading(leader, shutdown).await
+    }
+
+    /// Rounds of publishing, each after checking the lock, until the term ends.
+    async fn publish_while_leading(&mut self, mut leader: O::Leader, shutdown: &CancellationToken) -> Term {
         let mut wakeups = match self.outbox.wakeups().await {
             Ok(wakeups) => Some(wakeups),
             Err(error) => {
@@ -265,10 +291,6 @@ impl<O: Outbox> OutboxPublisher<O> {
                 return round;
             }
         };
-        if self.gauges_read_at.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
-            self.gauges_read_at = Some(Instant::now());
-            self.report_gauges().await;
-        }
         round.read = rows.len();
         if rows.is_empty() {
             return round;
@@ -354,15 +376,6 @@ impl<O: Outbox> OutboxPublisher<O> {
             "the broker refused an outbox row for good; it is parked until an operator re-queues it"
         );
         Ok(())
-    }
-
-    async fn report_gauges(&self) {
-        if let Ok(backlog) = self.outbox.backlog().await {
-            metrics::gauge!(telemetry::OUTBOX_BACKLOG).set(backlog as f64);
-        }
-        if let Ok(parked) = self.outbox.parked().await {
-            metrics::gauge!(telemetry::OUTBOX_PARKED).set(parked as f64);
-        }
     }
 
     /// Replaces a producer that failed fatally. Every delivery of the round has completed, so the
