@@ -412,7 +412,7 @@ async fn payments(
 
 fn show_run(run: &PaymentRun) -> String {
     format!(
-        "{} of {} paid in {:.2} s (produced in {:.2} s) = {} cmd/s; produce → outcome p50 {} p99 {} max {}; paid_at → readable p50 {} p99 {} max {}{}",
+        "{} of {} paid in {:.2} s (produced in {:.2} s) = {} cmd/s; produce → outcome p50 {} p99 {} max {}; paid_at → readable p50 {} p99 {} max {} (→ producer p50 {} p99 {}, producer → read p50 {} p99 {}){}",
         thousands(run.paid as f64),
         thousands(run.orders as f64),
         run.elapsed.as_secs_f64(),
@@ -424,6 +424,10 @@ fn show_run(run: &PaymentRun) -> String {
         ms(run.lag.p50),
         ms(run.lag.p99),
         ms(run.lag.max),
+        ms(run.to_producer.p50),
+        ms(run.to_producer.p99),
+        ms(run.through_broker.p50),
+        ms(run.through_broker.p99),
         if run.extra_events > 0 { format!("; {} repeated outcome events", run.extra_events) } else { String::new() }
     )
 }

@@ -41,6 +41,13 @@ pub struct PaymentRun {
     pub latency: Latency,
     /// `paid_at` → event read (wall clock of this machine on both sides).
     pub lag: Latency,
+    /// The lag's first part: `paid_at` → the event handed to the publisher's producer (the
+    /// record's create time, in milliseconds): the batch's apply and commit, and the publisher's
+    /// wake-up and read.
+    pub to_producer: Latency,
+    /// The lag's second part: the producer's create time → event read: produce, the broker's
+    /// acknowledgement and the reader's fetch.
+    pub through_broker: Latency,
 }
 
 impl PaymentRun {
@@ -136,6 +143,8 @@ pub async fn run(
         producing,
         latency: Latency::of(latency),
         lag: Latency::of(seen.first.iter().flatten().filter_map(|o| o.lag).collect()),
+        to_producer: Latency::of(seen.first.iter().flatten().filter_map(|o| o.to_producer).collect()),
+        through_broker: Latency::of(seen.first.iter().flatten().filter_map(|o| o.through_broker).collect()),
     })
 }
 
@@ -155,6 +164,10 @@ struct Outcome {
     paid: bool,
     /// `now − paid_at` for an `order.paid`.
     lag: Option<Duration>,
+    /// `create time − paid_at` for an `order.paid`.
+    to_producer: Option<Duration>,
+    /// `now − create time`.
+    through_broker: Option<Duration>,
 }
 
 struct Seen {
@@ -216,11 +229,16 @@ impl Reader {
                         continue;
                     }
                     let paid = record.topic() == paid_topic;
-                    let lag = paid
-                        .then(|| paid_at(record.payload()?))
-                        .flatten()
-                        .map(|at| wall.duration_since(at).unwrap_or_default());
-                    seen.first[*order] = Some(Outcome { at, paid, lag });
+                    let decided = paid.then(|| paid_at(record.payload()?)).flatten();
+                    let created = record
+                        .timestamp()
+                        .to_millis()
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+                    let lag = decided.map(|at| wall.duration_since(at).unwrap_or_default());
+                    let to_producer = decided.zip(created).map(|(d, c)| c.duration_since(d).unwrap_or_default());
+                    let through_broker = created.map(|c| wall.duration_since(c).unwrap_or_default());
+                    seen.first[*order] = Some(Outcome { at, paid, lag, to_producer, through_broker });
                     counting.fetch_add(1, Ordering::Relaxed);
                 }
                 seen
