@@ -10,11 +10,11 @@
 //!
 //! Flow control: at most one batch is being applied, one full batch waits in the hand-over channel
 //! and one is being gathered here. When all three are full the thread stops polling until the
-//! applier catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance arriving in
-//! that window is served as soon as polling resumes — within one batch's apply time (librdkafka
-//! only leaves the group when `max.poll.interval.ms`, 5 min by default, passes without a poll,
-//! e.g. when the store has been down that long; the partitions then move to a member that can
-//! apply them).
+//! applier catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance
+//! arriving in that window is served as soon as polling resumes — within one batch's apply time
+//! (librdkafka only leaves the group when `max.poll.interval.ms`, 5 min by default, passes without
+//! a poll, e.g. when the store has been down that long; the partitions then move to a member that
+//! can apply them).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
