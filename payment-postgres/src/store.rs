@@ -109,17 +109,6 @@ impl Store for PgStore {
         }
     }
 
-    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query_as::<_, rows::AccountRow>(
-            "SELECT user_id, balance, created_at FROM accounts WHERE user_id = $1",
-        )
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(Account::try_from).transpose()
-    }
-
     async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
         if users.is_empty() {
             return Ok(Vec::new());

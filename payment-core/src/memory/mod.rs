@@ -57,10 +57,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
-        Ok(self.state.lock().await.accounts.get(user).cloned())
-    }
-
     async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
         let state = self.state.lock().await;
         Ok(users.iter().map(|user| state.accounts.get(user).cloned()).collect())

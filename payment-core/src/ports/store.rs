@@ -49,8 +49,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Whether the store answers; for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// The committed account of a user.
-    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError>;
+    /// The committed account of a user: [`Store::accounts`] for one user, which every store
+    /// already answers in one statement.
+    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
+        let mut answers = self.accounts(std::slice::from_ref(user)).await?;
+        Ok(answers.pop().flatten())
+    }
 
     /// The committed accounts of many users, read in one statement: one answer per user asked,
     /// in the order asked — `None` for a user with no account, and a user asked twice answered

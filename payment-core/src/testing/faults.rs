@@ -127,10 +127,6 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.ping().await
     }
 
-    async fn account(&self, user: &UserId) -> Result<Option<Account>, StoreError> {
-        self.inner.account(user).await
-    }
-
     async fn accounts(&self, users: &[UserId]) -> Result<Vec<Option<Account>>, StoreError> {
         self.inner.accounts(users).await
     }
