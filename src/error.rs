@@ -3,6 +3,18 @@
 /// This crate's error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// A setting that can hold a secret (DATABASE_URL, KAFKA_PROPERTIES, their files) could not
+    /// be read; the message names the setting, never its value.
+    #[error(transparent)]
+    Secrets(#[from] crate::SecretsError),
+    /// `REQUIRE_EXTERNAL` is set and a durable store or a real cluster is not configured.
+    #[error(
+        "REQUIRE_EXTERNAL is set but {missing} is not: refusing to start on the in-memory store or the embedded broker"
+    )]
+    NotExternal {
+        /// The settings missing, in words.
+        missing: String,
+    },
     /// The PostgreSQL store could not connect or migrate.
     #[error(transparent)]
     Postgres(#[from] payment_postgres::PostgresError),

@@ -44,8 +44,10 @@ mod error;
 mod http;
 pub mod process;
 mod retention;
+mod secrets;
 mod settings;
 
 pub use compose::{PaymentService, Running};
 pub use error::ServiceError;
-pub use settings::{RetentionCheck, Settings};
+pub use secrets::{Secret, SecretsError, REDACTED};
+pub use settings::{LogFormat, RetentionCheck, Settings};

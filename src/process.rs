@@ -8,9 +8,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use payment_core::app::DepositBatching;
 use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
-use payment_kafka::{ConsumerConfig, KafkaConfig, PublisherConfig, TopicLayout, Topics};
+use payment_kafka::{ConsumerConfig, EmbeddedCluster, KafkaConfig, PublisherConfig, TopicLayout, Topics};
 use payment_postgres::{PgConfig, PgStore};
-use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::{RetentionCheck, Settings};
@@ -36,22 +35,34 @@ pub async fn run(
         order_payment_failed: settings.topic_order_payment_failed.clone(),
         dead_letter: settings.topic_dead_letter.clone(),
     };
+    let database_url = settings.database_url()?;
+    let kafka_properties = settings.kafka_properties()?;
+    if settings.require_external {
+        let missing: Vec<&str> =
+            [("DATABASE_URL", database_url.is_none()), ("KAFKA_BROKERS", settings.kafka_brokers.is_none())]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+        if !missing.is_empty() {
+            return Err(ServiceError::NotExternal { missing: missing.join(" and ") });
+        }
+    }
     // The embedded broker lives on this task (it is not Send) until the service stops.
     let (embedded, brokers) = match &settings.kafka_brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
-            let cluster = MockCluster::new(1).map_err(ServiceError::EmbeddedBroker)?;
+            let cluster = EmbeddedCluster::start(1).map_err(ServiceError::EmbeddedBroker)?;
             for topic in topics.all() {
                 cluster.create_topic(topic, EMBEDDED_PARTITIONS, 1).map_err(ServiceError::EmbeddedBroker)?;
             }
-            let brokers = cluster.bootstrap_servers();
+            let brokers = cluster.bootstrap_servers().map_err(ServiceError::EmbeddedBroker)?;
             tracing::warn!(bootstrap_servers = %brokers, "KAFKA_BROKERS unset: embedded Kafka-protocol broker (librdkafka mock cluster) started; produce pay.order there");
             // On its own line, for a person to copy into a Kafka client.
             println!("Kafka bootstrap servers: {brokers}");
             (Some(cluster), brokers)
         }
     };
-    let kafka = KafkaConfig { brokers, topics, extra: settings.kafka_properties.clone() };
+    let kafka = KafkaConfig { brokers, topics, extra: kafka_properties };
     // Refuse a protected librdkafka override before anything else starts.
     kafka.check()?;
     let policy = settings.retention_policy();
@@ -91,10 +102,10 @@ pub async fn run(
             }
         }
     }
-    match &settings.database_url {
+    match &database_url {
         Some(url) => {
             let config = PgConfig { max_connections: settings.database_max_connections, ..PgConfig::default() };
-            let store = PgStore::connect(url, &config).await?;
+            let store = PgStore::connect(url.expose(), &config).await?;
             store.migrate().await?;
             tracing::info!("PostgreSQL store ready, migrations applied");
             serve(store, &settings, kafka, consumer, policy, metrics, stop).await

@@ -2,10 +2,13 @@
 //! a value the service cannot honour is refused at start with the flag's name.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use payment_core::ports::RetentionPolicy;
+
+use crate::secrets::{self, RawKafkaProperty, Secret, SecretsError};
 
 /// Longest retention accepted, in hours (ten years).
 const MAX_RETENTION_HOURS: u64 = 10 * 365 * 24;
@@ -20,9 +23,14 @@ pub struct Settings {
     /// Address the HTTP API listens on.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// PostgreSQL URL; without it the store is in memory and lost at exit.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    /// PostgreSQL URL; without it the store is in memory and lost at exit. TLS as libpq spells it:
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` (`disable`, `prefer` — the default —,
+    /// `require`, `verify-ca`, `verify-full`). Holds a password: never printed.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// A file whose one line is the PostgreSQL URL (container secrets); instead of DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Size of the PostgreSQL connection pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_max_connections: u32,
@@ -37,9 +45,23 @@ pub struct Settings {
     /// 10 ms whatever this says.
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub kafka_fetch_wait_max_ms: u64,
-    /// Extra librdkafka properties, `key=value`, repeatable (e.g. `security.protocol=SSL`).
-    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = key_value)]
-    pub kafka_properties: Vec<(String, String)>,
+    /// Extra librdkafka properties, `key=value`, repeatable or comma-separated (e.g.
+    /// `security.protocol=SASL_SSL`). Values of properties named like password, secret, key,
+    /// jaas or token are never printed; a value with a comma goes in KAFKA_PROPERTIES_FILE.
+    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', hide_env_values = true)]
+    pub kafka_properties: Vec<RawKafkaProperty>,
+    /// A file of librdkafka properties, one `key=value` a line (`#` comments), read before the
+    /// flags (container secrets; a value may hold commas).
+    #[arg(long, env = "KAFKA_PROPERTIES_FILE")]
+    pub kafka_properties_file: Option<PathBuf>,
+    /// Refuse to start without DATABASE_URL and KAFKA_BROKERS instead of falling back to the
+    /// in-memory store and the embedded broker (the container image sets it).
+    #[arg(long, env = "REQUIRE_EXTERNAL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_external: bool,
+    /// Log lines as `text` (human) or `json` (one object a line, for a log shipper). Colours only
+    /// when stderr is a terminal; the filter is RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// On a real cluster, create missing topics at start (`--create-topics false` to leave them
     /// to the operator).
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -118,14 +140,26 @@ pub enum RetentionCheck {
     Refuse,
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("expected key=value, got {text:?}")),
-    }
+/// See [`Settings::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line: timestamp, level, target, message and fields.
+    Json,
 }
 
 impl Settings {
+    /// The PostgreSQL URL, from DATABASE_URL or DATABASE_URL_FILE.
+    pub fn database_url(&self) -> Result<Option<Secret>, SecretsError> {
+        secrets::database_url(self.database_url.as_ref(), self.database_url_file.as_deref())
+    }
+
+    /// The librdkafka properties, from KAFKA_PROPERTIES_FILE then the flags.
+    pub fn kafka_properties(&self) -> Result<Vec<(String, String)>, SecretsError> {
+        secrets::kafka_properties(&self.kafka_properties, self.kafka_properties_file.as_deref())
+    }
+
     /// The retention ages, in the core's terms. The hours are bounded by their parsers, so the
     /// products cannot overflow.
     pub fn retention_policy(&self) -> RetentionPolicy {
@@ -153,13 +187,14 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(Settings::try_parse_from(["payment-service", "--idempotency-retention-hours", "1"]).is_err());
-        assert!(Settings::try_parse_from(["payment-service", "--kafka-property", "novalue"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-check", "maybe"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--outbox-leader-give-up-secs", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-hours", "10000000000"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--batch-max-messages", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--topic-partitions", "0"]).is_err());
         let ok = Settings::try_parse_from(["payment-service", "--kafka-property", "a=b,c=d"]).unwrap();
-        assert_eq!(ok.kafka_properties, [("a".into(), "b".into()), ("c".into(), "d".into())]);
+        assert_eq!(ok.kafka_properties().unwrap(), [("a".into(), "b".into()), ("c".into(), "d".into())]);
+        let novalue = Settings::try_parse_from(["payment-service", "--kafka-property", "novalue"]).unwrap();
+        assert!(novalue.kafka_properties().is_err(), "refused after clap, so that clap never echoes it");
     }
 }

@@ -61,8 +61,19 @@ pub const PROTECTED_PROPERTIES: [(&str, &str); 9] = [
     ("request.required.acks", "an outbox row is marked published only once every in-sync replica has it"),
 ];
 
-/// Connection settings shared by consumer and producer.
-#[derive(Debug, Clone)]
+/// Whether a librdkafka property's value may be a secret, by its name: `sasl.password`,
+/// `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`,
+/// `sasl.oauthbearer.config`, a token... Such a value is redacted in every error and `Debug`.
+/// Erring on the side of redaction is harmless (`ssl.key.location` is only a path).
+pub fn is_sensitive_property(key: &str) -> bool {
+    const MARKERS: [&str; 7] = ["password", "secret", "key", "jaas", "token", "oauthbearer.config", "credential"];
+    let key = key.trim().to_ascii_lowercase();
+    MARKERS.iter().any(|marker| key.contains(marker))
+}
+
+/// Connection settings shared by consumer and producer. `Debug` redacts the values of
+/// [sensitive](is_sensitive_property) `extra` properties.
+#[derive(Clone)]
 pub struct KafkaConfig {
     /// The bootstrap servers, `host:port` separated by commas (`bootstrap.servers`).
     pub brokers: String,
@@ -71,6 +82,24 @@ pub struct KafkaConfig {
     /// librdkafka properties passed through as they are (they override ours, except the
     /// [`PROTECTED_PROPERTIES`], which are refused).
     pub extra: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .map(|(key, value)| match is_sensitive_property(key) {
+                true => format!("{key}=[redacted]"),
+                false => format!("{key}={value}"),
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("extra", &extra)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -222,5 +251,18 @@ mod tests {
         let client = config.client(&[("acks", "all".into())]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(client.get("security.protocol"), Some("SSL"));
         assert_eq!(client.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn secret_properties_are_redacted_in_debug() {
+        for key in ["sasl.password", "ssl.key.password", "sasl.jaas.config", "sasl.oauthbearer.client.secret"] {
+            assert!(is_sensitive_property(key), "{key}");
+            let mut config = KafkaConfig::new("localhost:9092");
+            config.extra.push((key.into(), "hunter2".into()));
+            config.extra.push(("sasl.username".into(), "shop".into()));
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("hunter2") && shown.contains("sasl.username=shop"), "{shown}");
+        }
+        assert!(!is_sensitive_property("security.protocol"));
     }
 }

@@ -58,16 +58,20 @@
 
 mod config;
 mod consumer;
+mod embedded;
 mod error;
+mod librdkafka_log;
 mod probe;
 mod publisher;
 mod retention;
 pub mod telemetry;
 mod topics;
 
-pub use config::{ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
-pub use consumer::{ConsumerHealth, PayOrderConsumer};
+pub use config::{is_sensitive_property, ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
+pub use consumer::{ConsumerHealth, PayOrderConsumer, StuckPartition};
+pub use embedded::EmbeddedCluster;
 pub use error::KafkaError;
+pub use librdkafka_log::TracingContext;
 pub use probe::KafkaProbe;
 pub use publisher::OutboxPublisher;
 pub use retention::{check_inbox_retention, inbox_covers, pay_order_retention, TopicRetention};

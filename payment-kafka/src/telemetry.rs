@@ -12,6 +12,17 @@ pub const BATCH_FAILURES: &str = "payment_consumer_batch_failures_total";
 pub const COMMANDS: &str = "payment_commands_total";
 /// Counter: messages dead-lettered, labelled `reason`.
 pub const DEAD_LETTERS: &str = "payment_dead_letters_total";
+/// Counter: consumer errors saying a record cannot be read (decompression, unknown codec, CRC);
+/// librdkafka repeats one every fetch until the partition moves past the record.
+pub const UNREADABLE_RECORD_ERRORS: &str = "payment_consumer_unreadable_record_errors_total";
+/// Counter: times a partition was found stuck on a record it cannot read, labelled `topic` and
+/// `partition` (once per stuck offset).
+pub const UNREADABLE_RECORDS: &str = "payment_consumer_unreadable_records_total";
+/// Gauge: 1 while a partition is stuck on a record it cannot read, else 0; labelled `topic` and
+/// `partition`.
+pub const PARTITION_STUCK: &str = "payment_consumer_partition_stuck";
+/// Gauge: the offset a stuck partition cannot read past; labelled `topic` and `partition`.
+pub const PARTITION_STUCK_OFFSET: &str = "payment_consumer_partition_stuck_offset";
 /// Gauge: messages behind the end of each partition, labelled `topic` and `partition`, from librdkafka's statistics.
 pub const CONSUMER_LAG: &str = "payment_consumer_lag_messages";
 /// Counter: outbox rows acknowledged by the broker and marked published.

@@ -14,6 +14,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::health::ConsumerHealth;
+use super::unreadable::{PartitionView, UnreadableRecords};
 use crate::telemetry;
 
 pub struct PayOrderContext {
@@ -21,11 +22,54 @@ pub struct PayOrderContext {
     /// Per partition led by a reachable broker, from the latest statistics: messages on the broker
     /// past what this member has received or the group has committed, whichever is later.
     waiting: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Which partitions are stuck on a record the client cannot read.
+    unreadable: Mutex<UnreadableRecords>,
 }
 
 impl PayOrderContext {
     pub fn new(health: ConsumerHealth) -> Self {
-        Self { health, waiting: Mutex::new(BTreeMap::new()) }
+        Self { health, waiting: Mutex::new(BTreeMap::new()), unreadable: Mutex::new(UnreadableRecords::default()) }
+    }
+
+    /// The fetch thread received an error saying a record cannot be read; the next statistics
+    /// report tells which partition it stops.
+    pub fn unreadable_record(&self, error: String) {
+        self.health.unreadable_record_error();
+        lock(&self.unreadable).error_seen(error);
+    }
+
+    /// Feeds one statistics report to the unreadable-record detector: logs, counts and shows in
+    /// the health each partition newly stuck or moving again.
+    fn detect_stuck(&self, views: BTreeMap<(String, i32), PartitionView>) {
+        let mut unreadable = lock(&self.unreadable);
+        let changes = unreadable.report(views);
+        for stuck in &changes.stuck {
+            let labels = [("topic", stuck.topic.clone()), ("partition", stuck.partition.to_string())];
+            metrics::counter!(telemetry::UNREADABLE_RECORDS, &labels).increment(1);
+            metrics::gauge!(telemetry::PARTITION_STUCK, &labels).set(1.0);
+            metrics::gauge!(telemetry::PARTITION_STUCK_OFFSET, &labels).set(stuck.offset as f64);
+            tracing::error!(
+                topic = %stuck.topic,
+                partition = stuck.partition,
+                offset = stuck.offset,
+                error = %stuck.error,
+                "a record cannot be read: the partition is stuck at this offset, the service skips nothing by \
+                 itself (docs/running.md, \"A partition stuck on an unreadable record\")"
+            );
+        }
+        for resumed in &changes.resumed {
+            let labels = [("topic", resumed.topic.clone()), ("partition", resumed.partition.to_string())];
+            metrics::gauge!(telemetry::PARTITION_STUCK, &labels).set(0.0);
+            tracing::info!(
+                topic = %resumed.topic,
+                partition = resumed.partition,
+                offset = resumed.offset,
+                "the partition is no longer stuck at this offset"
+            );
+        }
+        if !changes.stuck.is_empty() || !changes.resumed.is_empty() {
+            self.health.set_stuck(unreadable.stuck());
+        }
     }
 
     /// Messages that wait on the broker for the given partitions and that this member has not
@@ -51,18 +95,12 @@ fn received_up_to(stats: &rdkafka::statistics::Partition) -> Option<i64> {
 
 impl ClientContext for PayOrderContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Debug => tracing::debug!(facility, "librdkafka: {message}"),
-        }
+        crate::librdkafka_log::forward(level, facility, message);
     }
 
     fn stats(&self, statistics: Statistics) {
         let mut waiting = BTreeMap::new();
+        let mut views = BTreeMap::new();
         // A partition whose broker is down is not stalled: nothing can arrive until it is back.
         let up: Vec<i32> =
             statistics.brokers.values().filter(|b| b.state == "UP" && b.nodeid >= 0).map(|b| b.nodeid).collect();
@@ -76,11 +114,25 @@ impl ClientContext for PayOrderContext {
                     metrics::gauge!(telemetry::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                         .set(stats.consumer_lag as f64);
                 }
+                if stats.desired {
+                    let view = PartitionView {
+                        fetch_position: stats.next_offset,
+                        high_watermark: stats.hi_offset,
+                        buffered: stats.fetchq_cnt,
+                    };
+                    views.insert((topic.clone(), *partition), view);
+                }
+                // A partition stuck on an unreadable record is not a stalled client: replacing the
+                // client would stop at the same record again.
+                if lock(&self.unreadable).is_stuck(topic, *partition) {
+                    continue;
+                }
                 if let Some(received) = received_up_to(stats).filter(|_| up.contains(&stats.broker)) {
                     waiting.insert((topic.clone(), *partition), (stats.hi_offset - received).max(0));
                 }
             }
         }
+        self.detect_stuck(views);
         match self.waiting.lock() {
             Ok(mut slot) => *slot = waiting,
             Err(poisoned) => *poisoned.into_inner() = waiting,
@@ -107,5 +159,12 @@ impl ConsumerContext for PayOrderContext {
                 tracing::warn!(%error, "offset commit failed; the batch will be redelivered and deduplicated")
             }
         }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

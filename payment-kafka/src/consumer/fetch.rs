@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::PayOrderContext;
 use super::health::ConsumerHealth;
+use super::unreadable::is_unreadable_record;
 use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::KafkaError;
 
@@ -41,6 +42,9 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const POLL_SLICE: Duration = Duration::from_millis(1);
 /// How often, once the stall timeout has passed, the watchdog looks at the statistics again.
 const STALL_RECHECK: Duration = Duration::from_secs(1);
+/// Least time between two log lines of the same consumer error: librdkafka reports a failing
+/// fetch at every attempt, twice a second or more.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 type Client = BaseConsumer<PayOrderContext>;
 
@@ -62,6 +66,33 @@ impl Batch {
         self.messages.push(decode(message));
     }
 }
+
+/// Consumer errors, logged once per [`ERROR_LOG_INTERVAL`] per error, with how many repeats
+/// were left out.
+#[derive(Default)]
+struct ErrorLog {
+    last: BTreeMap<String, (Instant, u64)>,
+}
+
+impl ErrorLog {
+    fn log(&mut self, error: &KafkaErrorOfRdkafka, what: &'static str) {
+        let now = Instant::now();
+        let key = error.to_string();
+        match self.last.get_mut(&key) {
+            Some((at, repeats)) if now.duration_since(*at) < ERROR_LOG_INTERVAL => *repeats += 1,
+            _ => {
+                let repeats = self.last.insert(key, (now, 0)).map_or(0, |(_, repeats)| repeats);
+                tracing::warn!(%error, repeats_not_logged = repeats, "{what}");
+            }
+        }
+        // Bounded: errors come from a small set, but never let their texts pile up.
+        if self.last.len() > 64 {
+            self.last.retain(|_, (at, _)| now.duration_since(*at) < ERROR_LOG_INTERVAL);
+        }
+    }
+}
+
+type KafkaErrorOfRdkafka = rdkafka::error::KafkaError;
 
 /// Why the fetch loop of one client ended.
 enum Exit {
@@ -125,6 +156,7 @@ impl Fetcher {
         // The last time this thread received a message or was not asking for one.
         let mut progress = Instant::now();
         let mut next_stall_check = progress + self.config.stall_timeout;
+        let mut errors = ErrorLog::default();
         loop {
             if self.take_acks(client, in_flight).is_err() || self.stop.is_cancelled() {
                 return Exit::Stop;
@@ -172,10 +204,22 @@ impl Fetcher {
                     progress = Instant::now();
                     next_stall_check = progress + self.config.stall_timeout;
                 }
-                // Broker or network trouble: librdkafka reconnects by itself; nothing was read.
                 Some(Err(error)) => {
                     drained = true;
-                    tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself");
+                    match error {
+                        // A record the client cannot read: librdkafka fetches it again and again.
+                        // The statistics say which partition it stops (`unreadable.rs`), which is
+                        // logged once; this line only says it is happening, once a minute at most.
+                        rdkafka::error::KafkaError::MessageConsumption(code) if is_unreadable_record(code) => {
+                            client.context().unreadable_record(code.to_string());
+                            errors.log(
+                                &error,
+                                "a record cannot be read; the next statistics say which partition it stops",
+                            );
+                        }
+                        // Broker or network trouble: librdkafka reconnects by itself; nothing was read.
+                        _ => errors.log(&error, "Kafka consumer error; librdkafka retries by itself"),
+                    }
                 }
                 None => drained = true,
             }

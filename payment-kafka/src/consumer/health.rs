@@ -3,7 +3,9 @@
 //! show under real conditions.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use super::unreadable::StuckPartition;
 
 /// A cheap, cloneable view of one consumer's counters. All counts start at zero and only grow.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +20,8 @@ struct Counters {
     stalls: AtomicU64,
     client_replacements: AtomicU64,
     closes_over_bound: AtomicU64,
+    unreadable_record_errors: AtomicU64,
+    stuck: Mutex<Vec<StuckPartition>>,
 }
 
 impl ConsumerHealth {
@@ -55,6 +59,31 @@ impl ConsumerHealth {
     /// Client closes that did not finish within the close bound and were left behind.
     pub fn closes_over_bound(&self) -> u64 {
         self.0.closes_over_bound.load(Ordering::Relaxed)
+    }
+
+    /// Consumer errors that said a record cannot be read (each repeat counts).
+    pub fn unreadable_record_errors(&self) -> u64 {
+        self.0.unreadable_record_errors.load(Ordering::Relaxed)
+    }
+
+    /// Partitions stuck on a record the client cannot read, with the offset of that record; empty
+    /// when every partition moves (see the consumer's docs on unreadable records).
+    pub fn stuck_partitions(&self) -> Vec<StuckPartition> {
+        match self.0.stuck.lock() {
+            Ok(stuck) => stuck.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn unreadable_record_error(&self) {
+        self.0.unreadable_record_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_stuck(&self, stuck: Vec<StuckPartition>) {
+        match self.0.stuck.lock() {
+            Ok(mut slot) => *slot = stuck,
+            Err(poisoned) => *poisoned.into_inner() = stuck,
+        }
     }
 
     pub(crate) fn batch_committed(&self, messages: usize) {

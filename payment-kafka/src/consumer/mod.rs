@@ -45,6 +45,7 @@
 mod context;
 mod fetch;
 mod health;
+mod unreadable;
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use health::ConsumerHealth;
+pub use unreadable::StuckPartition;
 
 use self::fetch::{Batch, Fetcher};
 use crate::config::{ConsumerConfig, KafkaConfig};
