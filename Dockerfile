@@ -4,19 +4,21 @@
 #   docker build .                      -> the service (the last stage, `service`)
 #   docker build --target simulator .   -> the orders simulator
 #
-# rdkafka is built without the `ssl`, `gssapi`, `zstd` or `cmake-build` features (see
-# Cargo.toml), so librdkafka is compiled from its bundled sources with ./configure and make, and
-# links only libc and zlib. No TLS library is needed at build or run time.
+# librdkafka is compiled from its bundled sources with ./configure and make, with the `ssl`
+# feature linking the system OpenSSL (TLS, mTLS and SASL_SSL to managed brokers) and the `zstd`
+# feature building zstd from source; gzip (zlib), snappy and lz4 are librdkafka's own. sqlx speaks
+# TLS to PostgreSQL through rustls. The runtime image therefore needs libssl3 and, to verify
+# servers' certificates against the public CAs, ca-certificates.
 
 # The locked dependencies need a newer compiler than the workspace's rust-version (uuid 1.29
 # needs 1.89); this is the version the project is built and tested with.
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
-# make, a C/C++ compiler and zlib headers for librdkafka's configure build; cmake so that turning
-# on rdkafka's `cmake-build` feature needs no change here.
+# make, a C/C++ compiler, zlib and OpenSSL headers for librdkafka's configure build; cmake so that
+# turning on rdkafka's `cmake-build` feature needs no change here.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev \
+    && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -34,9 +36,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p orders-simulator --bin orders-simulator \
     && install -D target/release/orders-simulator /out/orders-simulator
 
-# Runtime: libc and zlib1g are already in bookworm-slim. No ca-certificates: neither the Kafka
-# client nor the PostgreSQL client is built with TLS.
+# Runtime: libc and zlib1g are already in bookworm-slim; libssl3 for librdkafka's TLS, and
+# ca-certificates so that `sslmode=verify-full` and `ssl.ca.location` can use the system CAs.
 FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin payment
 
 FROM runtime AS simulator
@@ -48,10 +53,15 @@ FROM runtime AS service
 COPY --from=build /out/payment-service /usr/local/bin/payment-service
 USER payment
 ENV HTTP_ADDR=0.0.0.0:8080
+# A container never falls back to the in-memory store or the embedded broker: without
+# DATABASE_URL and KAFKA_BROKERS it refuses to start, naming what is missing.
+ENV REQUIRE_EXTERNAL=true
 EXPOSE 8080
-# bookworm-slim has no curl or wget; rather than install one (and its TLS libraries) the check
-# speaks HTTP/1.1 through bash's /dev/tcp to the port of HTTP_ADDR and passes on a 200 from /readyz
-# (503 while PostgreSQL or Kafka is unreachable).
+# Liveness, not readiness: /healthz answers while the process serves. /readyz (503 while PostgreSQL
+# or Kafka is unreachable) is for a readiness probe; as a health check it would have the
+# orchestrator restart a healthy process during a database blip. bookworm-slim has no curl or
+# wget; rather than install one the check speaks HTTP/1.1 through bash's /dev/tcp to the port of
+# HTTP_ADDR and passes on a 200.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HTTP_ADDR##*:} && printf 'GET /readyz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HTTP_ADDR##*:} && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/usr/local/bin/payment-service"]

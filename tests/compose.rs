@@ -1,7 +1,8 @@
 //! Keeps `docker-compose.yml` and the `Dockerfile` honest against the binary they run: every
 //! variable the compose file sets is a setting of `payment-service` (as its `--help` lists it),
 //! ports agree with `HTTP_ADDR`, the simulator points at the compose services, and the image's
-//! health check asks `/readyz`. Nothing here needs Docker.
+//! health check asks `/healthz` (liveness), and the image refuses the in-memory fallbacks. Nothing
+//! here needs Docker.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -143,7 +144,11 @@ fn every_variable_the_service_sets_is_a_setting_of_the_binary() {
     let help = help();
     let environment = environment(service(&compose, "service"));
     assert!(!environment.is_empty(), "the service sets no environment");
-    let unknown: Vec<&String> = environment.keys().filter(|name| !help.contains(&format!("[env: {name}="))).collect();
+    // `[env: NAME=value]`, or `[env: NAME]` for a setting whose value --help hides (a secret).
+    let unknown: Vec<&String> = environment
+        .keys()
+        .filter(|name| !help.contains(&format!("[env: {name}=")) && !help.contains(&format!("[env: {name}]")))
+        .collect();
     assert!(unknown.is_empty(), "set in docker-compose.yml but not settings of payment-service: {unknown:?}\n{help}");
 }
 
@@ -250,10 +255,11 @@ fn the_service_starts_once_postgres_and_kafka_are_healthy() {
 }
 
 #[test]
-fn the_image_health_check_asks_readyz_on_the_exposed_port() {
+fn the_image_health_check_asks_healthz_on_the_exposed_port() {
     let checks = instruction_args("HEALTHCHECK");
     assert_eq!(checks.len(), 1, "one HEALTHCHECK: {checks:?}");
-    assert!(checks[0].contains("/readyz"), "the health check does not ask /readyz: {}", checks[0]);
+    // Liveness: a readiness check here would restart a healthy process during a database blip.
+    assert!(checks[0].contains("/healthz"), "the health check does not ask /healthz: {}", checks[0]);
     // It follows HTTP_ADDR, whose port the image exposes and compose publishes.
     assert!(checks[0].contains("${HTTP_ADDR##*:}"), "the health check does not use HTTP_ADDR's port: {}", checks[0]);
     let image_addr: SocketAddr = instruction_args("ENV")
@@ -265,4 +271,17 @@ fn the_image_health_check_asks_readyz_on_the_exposed_port() {
     assert!(image_addr.ip().is_unspecified());
     assert_eq!(exposed_ports(), [image_addr.port()]);
     assert_eq!(http_addr(&environment(service(&compose(), "service"))).port(), image_addr.port());
+}
+
+#[test]
+fn the_image_refuses_to_start_on_the_in_memory_fallbacks() {
+    let env = instruction_args("ENV");
+    assert!(
+        env.iter().any(|args| args == "REQUIRE_EXTERNAL=true"),
+        "the image does not set REQUIRE_EXTERNAL=true: {env:?}"
+    );
+    let runtime = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).expect("the Dockerfile");
+    for package in ["ca-certificates", "libssl3"] {
+        assert!(runtime.contains(package), "the runtime image does not install {package}");
+    }
 }

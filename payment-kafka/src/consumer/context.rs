@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -141,11 +141,11 @@ impl ClientContext for PayOrderContext {
 }
 
 impl ConsumerContext for PayOrderContext {
-    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         tracing::info!(?rebalance, "partitions rebalancing; offsets are only ever stored after a batch commits");
     }
 
-    fn post_rebalance(&self, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.health.rebalanced();
         tracing::info!(?rebalance, "partitions rebalanced");
     }
