@@ -6,11 +6,24 @@ use payment_core::ports::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     /// The URL is invalid or the server did not accept a connection within the acquire timeout.
-    #[error("cannot connect to PostgreSQL: {0}")]
+    /// The text never holds the URL, which may carry a password.
+    #[error("cannot connect to PostgreSQL: {0}{hint}", hint = certificate_hint(.0))]
     Connect(#[source] sqlx::Error),
     /// A migration failed, or the database holds migrations this build does not know.
     #[error("cannot apply the schema migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// rustls names a certificate from an unknown CA by its variant alone (`invalid peer certificate:
+/// UnknownIssuer`), which reads like a bug rather than a cause; its other refusals (a name the
+/// certificate does not hold, an expired certificate) already say what is wrong in words.
+fn certificate_hint(error: &sqlx::Error) -> &'static str {
+    if error.to_string().contains("UnknownIssuer") {
+        " (unknown issuer: the server's certificate is not signed by a CA this client trusts; \
+         give the CA that signed it with sslrootcert=<file>)"
+    } else {
+        ""
+    }
 }
 
 /// Sorts a database error by what the caller can do about it: retry the unit of work

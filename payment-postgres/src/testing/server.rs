@@ -6,10 +6,16 @@
 //! destructor; instead a small supervisor shell reads its stdin from a pipe whose write end only
 //! this process holds. When the process ends — normally, by `exit`, panic or signal — the kernel
 //! closes the pipe, `read` returns, and the supervisor stops the server and deletes its files.
+//!
+//! A [TLS server](TestServer::dedicated_tls) is configured the way a managed PostgreSQL that
+//! enforces encryption is: `ssl = on` with the caller's certificate, and a `pg_hba.conf` that
+//! admits TCP clients only over `hostssl`, so a client that does not encrypt is refused by the
+//! server itself rather than by the test's say-so.
 
 use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -57,6 +63,23 @@ pub struct ServerOptions {
     pub fsync: bool,
 }
 
+/// The certificate a [TLS server](TestServer::dedicated_tls) presents, PEM-encoded: the caller
+/// makes it (and the CA its clients trust), so tests decide which names it is valid for.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The server's certificate, optionally followed by its intermediates (`ssl_cert_file`).
+    pub cert_pem: String,
+    /// The certificate's private key (`ssl_key_file`).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    // A key is a secret even in a test: it never reaches a log or a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("cert_pem", &self.cert_pem).field("key_pem", &"<redacted>").finish()
+    }
+}
+
 static SHARED: OnceLock<Result<TestServer, ServerError>> = OnceLock::new();
 
 /// How long a starting server may take before the tests give up.
@@ -68,7 +91,7 @@ impl TestServer {
         SHARED
             .get_or_init(|| match std::env::var("DATABASE_URL") {
                 Ok(url) if !url.is_empty() => Ok(TestServer { admin_url: url, supervisor: None }),
-                _ => start(&search_dirs(), ServerOptions::default()),
+                _ => start(&search_dirs(), ServerOptions::default(), None),
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -84,7 +107,28 @@ impl TestServer {
     /// A [dedicated](Self::dedicated) server started with `options`, e.g. with `fsync` on for a
     /// benchmark.
     pub fn dedicated_with(options: ServerOptions) -> Result<TestServer, ServerError> {
-        start(&search_dirs(), options)
+        start(&search_dirs(), options, None)
+    }
+
+    /// A [dedicated](Self::dedicated) server that presents `tls` and accepts TCP clients only
+    /// over TLS (`hostssl`; `hostnossl` is rejected), listening on 127.0.0.1. Its
+    /// [admin URL](Self::admin_url) asks for `sslmode=require`; a test that verifies the
+    /// certificate builds its own URL from [`port`](Self::port).
+    pub fn dedicated_tls(tls: &ServerTls) -> Result<TestServer, ServerError> {
+        start(&search_dirs(), ServerOptions::default(), Some(tls))
+    }
+
+    /// The port a throwaway server listens on (`None` for `DATABASE_URL`'s server).
+    pub fn port(&self) -> Option<u16> {
+        let supervisor = self.supervisor.as_ref()?.lock().ok()?;
+        Some(supervisor.port)
+    }
+
+    /// The directory of a throwaway server, deleted with it when the process exits: a place for
+    /// files its clients need, such as the CA a TLS client trusts (`sslrootcert`).
+    pub fn dir(&self) -> Option<PathBuf> {
+        let supervisor = self.supervisor.as_ref()?.lock().ok()?;
+        supervisor.log.parent().map(Path::to_path_buf)
     }
 
     /// Stops the server the way `pg_ctl stop -m immediate` does (SIGQUIT to the postmaster: no
@@ -177,7 +221,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn start(dirs: &[PathBuf], options: ServerOptions) -> Result<TestServer, ServerError> {
+fn start(dirs: &[PathBuf], options: ServerOptions, tls: Option<&ServerTls>) -> Result<TestServer, ServerError> {
     let bin = find_binaries(dirs).ok_or(ServerError::NoBinaries)?;
     let fail = |what: &str, error: &dyn std::fmt::Display| ServerError::Start(format!("{what}: {error}"));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -185,6 +229,11 @@ fn start(dirs: &[PathBuf], options: ServerOptions) -> Result<TestServer, ServerE
     let data = root.join("data");
     let log = root.join("server.log");
     std::fs::create_dir_all(&data).map_err(|e| fail("create the data directory", &e))?;
+    // Written before the ownership is handed over below, so the key is the server user's.
+    let tls_settings = match tls {
+        Some(tls) => write_tls_files(&root, tls)?,
+        None => Vec::new(),
+    };
     let as_root = running_as_root();
     if as_root {
         let status = Command::new("chown").args(["-R", "postgres:"]).arg(&root).status();
@@ -222,6 +271,9 @@ fn start(dirs: &[PathBuf], options: ServerOptions) -> Result<TestServer, ServerE
         settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
     }
     for setting in settings {
+        server.arg("-c").arg(setting);
+    }
+    for setting in &tls_settings {
         server.arg("-c").arg(setting);
     }
     let program = server.get_program().to_string_lossy().into_owned();
@@ -271,10 +323,43 @@ fn start(dirs: &[PathBuf], options: ServerOptions) -> Result<TestServer, ServerE
     wait_until_ready(port, &log)?;
     tracing::info!(port, dir = %root.display(), "throwaway PostgreSQL server started");
     let acks = BufReader::new(acks);
+    let admin_query = if tls.is_some() { "?sslmode=require" } else { "" };
     Ok(TestServer {
-        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres{admin_query}"),
         supervisor: Some(Mutex::new(Supervisor { _child: supervisor, commands, acks, port, log })),
     })
+}
+
+/// Writes the certificate, the key (mode 0600: PostgreSQL refuses a key others can read) and a
+/// `pg_hba.conf` admitting TCP clients only over TLS into `root`, and returns the server settings
+/// that use them.
+fn write_tls_files(root: &Path, tls: &ServerTls) -> Result<Vec<String>, ServerError> {
+    let fail = |what: &str, error: std::io::Error| ServerError::Start(format!("{what}: {error}"));
+    let cert = root.join("server.crt");
+    let key = root.join("server.key");
+    let hba = root.join("pg_hba.conf");
+    std::fs::write(&cert, &tls.cert_pem).map_err(|e| fail("write the server certificate", e))?;
+    // Created 0600, never readable by others even for a moment.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .and_then(|mut file| file.write_all(tls.key_pem.as_bytes()))
+        .map_err(|e| fail("write the server key", e))?;
+    // First match wins: the socket in `root` (trusted, as initdb's default) and TLS over TCP; any
+    // other TCP connection is refused with "no encryption".
+    let rules = "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostssl all all ::1/128 trust\n\
+                 hostnossl all all all reject\n";
+    std::fs::write(&hba, rules).map_err(|e| fail("write pg_hba.conf", e))?;
+    Ok(vec![
+        "ssl=on".to_string(),
+        format!("ssl_cert_file={}", cert.display()),
+        format!("ssl_key_file={}", key.display()),
+        format!("hba_file={}", hba.display()),
+    ])
 }
 
 fn wait_until_ready(port: u16, log: &Path) -> Result<(), ServerError> {
@@ -300,7 +385,8 @@ mod tests {
 
     #[test]
     fn missing_binaries_are_reported_in_one_sentence() {
-        let error = start(&[PathBuf::from("/nonexistent")], ServerOptions::default()).expect_err("no binaries there");
+        let error =
+            start(&[PathBuf::from("/nonexistent")], ServerOptions::default(), None).expect_err("no binaries there");
         assert!(matches!(error, ServerError::NoBinaries));
         assert!(error.to_string().contains("DATABASE_URL"));
     }
