@@ -89,31 +89,11 @@ impl Broker {
     }
 
     pub fn consumer_config(&self) -> ConsumerConfig {
-        ConsumerConfig {
-            group_id: "payments".into(),
-            batch_max_messages: 50,
-            batch_linger: Duration::ZERO,
-            session_timeout: Duration::from_secs(6),
-            retry_first_backoff: Duration::from_millis(50),
-            retry_max_backoff: Duration::from_millis(500),
-            statistics_interval: Duration::from_secs(1),
-            stall_timeout: Duration::from_secs(3),
-            // Above the session timeout, as in production (see `close_timeout`).
-            close_timeout: Duration::from_secs(8),
-            // The mock cluster holds an empty fetch for the whole wait (see `fetch_wait_max`).
-            fetch_wait_max: Duration::from_millis(10),
-        }
+        consumer_config()
     }
 
     pub fn publisher_config(&self) -> PublisherConfig {
-        PublisherConfig {
-            poll_interval: Duration::from_millis(200),
-            leader_retry_interval: Duration::from_millis(100),
-            delivery_timeout: Duration::from_secs(5),
-            retry_first_backoff: Duration::from_millis(50),
-            retry_max_backoff: Duration::from_millis(500),
-            ..PublisherConfig::default()
-        }
+        publisher_config()
     }
 
     /// Kafka settings with fast group membership, as the mock cluster needs for quick rebalances.
@@ -158,6 +138,36 @@ impl Broker {
             }
         }
         seen
+    }
+}
+
+/// Consumer settings for the mock cluster: small batches, fast retries, quick group membership.
+pub fn consumer_config() -> ConsumerConfig {
+    ConsumerConfig {
+        group_id: "payments".into(),
+        batch_max_messages: 50,
+        batch_linger: Duration::ZERO,
+        session_timeout: Duration::from_secs(6),
+        retry_first_backoff: Duration::from_millis(50),
+        retry_max_backoff: Duration::from_millis(500),
+        statistics_interval: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(3),
+        // Above the session timeout, as in production (see `close_timeout`).
+        close_timeout: Duration::from_secs(8),
+        // The mock cluster holds an empty fetch for the whole wait (see `fetch_wait_max`).
+        fetch_wait_max: Duration::from_millis(10),
+    }
+}
+
+/// Publisher settings for the mock cluster: fast polls and retries, short delivery timeout.
+pub fn publisher_config() -> PublisherConfig {
+    PublisherConfig {
+        poll_interval: Duration::from_millis(200),
+        leader_retry_interval: Duration::from_millis(100),
+        delivery_timeout: Duration::from_secs(5),
+        retry_first_backoff: Duration::from_millis(50),
+        retry_max_backoff: Duration::from_millis(500),
+        ..PublisherConfig::default()
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use payment_kafka::{ConsumerConfig, KafkaConfig, PublisherConfig};
+use payment_kafka::KafkaConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -342,30 +342,5 @@ impl Drop for TlsBroker {
     }
 }
 
-/// The consumer settings of `common::Broker::consumer_config`, for one mock broker.
-pub fn consumer_config() -> ConsumerConfig {
-    ConsumerConfig {
-        group_id: "payments".into(),
-        batch_max_messages: 50,
-        batch_linger: Duration::ZERO,
-        session_timeout: Duration::from_secs(6),
-        retry_first_backoff: Duration::from_millis(50),
-        retry_max_backoff: Duration::from_millis(500),
-        statistics_interval: Duration::from_secs(1),
-        stall_timeout: Duration::from_secs(3),
-        close_timeout: Duration::from_secs(8),
-        fetch_wait_max: Duration::from_millis(10),
-    }
-}
-
-/// The publisher settings of `common::Broker::publisher_config`.
-pub fn publisher_config() -> PublisherConfig {
-    PublisherConfig {
-        poll_interval: Duration::from_millis(200),
-        leader_retry_interval: Duration::from_millis(100),
-        delivery_timeout: Duration::from_secs(5),
-        retry_first_backoff: Duration::from_millis(50),
-        retry_max_backoff: Duration::from_millis(500),
-        ..PublisherConfig::default()
-    }
-}
+/// The same settings as the plaintext mock cluster's.
+pub use crate::common::{consumer_config, publisher_config};
