@@ -49,5 +49,5 @@ mod settings;
 
 pub use compose::{PaymentService, Running};
 pub use error::ServiceError;
-pub use secrets::{Secret, SecretsError, REDACTED};
+pub use secrets::{Secret, SecretsError, REDACTED, SECRETS_FILE_MAX_BYTES};
 pub use settings::{LogFormat, RetentionCheck, Settings};
