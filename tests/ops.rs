@@ -596,4 +596,11 @@ fn commands_explain_themselves_and_refuse_without_their_settings() {
     let database = [("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")];
     refused(&database, &["dead-letters", "resend", "--id", "00000000-0000-4000-8000-000000000000"], "PostgreSQL");
     refused(&[], &["account", "show", "--user", "has space"], "invalid value");
+    // A property librdkafka refuses is named, its secret value is not printed.
+    let planted = "planted-Secret-4711";
+    let property = format!("ssl.key.passwordz={planted}");
+    let kafka = [("KAFKA_BROKERS", "127.0.0.1:1"), ("KAFKA_PROPERTIES", property.as_str())];
+    let (ok, stdout, stderr) = operator(&kafka, &["consumer", "lag"]);
+    assert!(!ok && stderr.contains("ssl.key.passwordz"), "the refused property is named:\n{stderr}");
+    assert!(!stdout.contains(planted) && !stderr.contains(planted), "the secret was printed:\n{stdout}\n{stderr}");
 }
