@@ -26,6 +26,7 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const SETTLED_WITHIN: Duration = Duration::from_secs(60);
 const DASHBOARD: &str = "deploy/grafana/payment-service.json";
 const ALERTS: &str = "deploy/prometheus/alerts.yml";
+const PROMETHEUS_CONFIG: &str = "deploy/prometheus/prometheus.yml";
 const RUNBOOK: &str = "docs/runbook.md";
 
 /// Metrics the service exports only after an event a test of this file does not produce. They are
@@ -324,7 +325,7 @@ fn the_expression_scanner_finds_series_names_and_nothing_else() {
 }
 
 #[test]
-fn the_alert_rules_pass_promtool() {
+fn the_alert_rules_and_the_example_configuration_pass_promtool() {
     let _limit = payment_core::testing::WallClockLimit::arm(Duration::from_secs(60));
     let checked = Command::new("promtool").args(["check", "rules"]).arg(repo(ALERTS)).output();
     let checked = match checked {
@@ -337,6 +338,11 @@ fn the_alert_rules_pass_promtool() {
     let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
     assert!(checked.status.success(), "promtool check rules {ALERTS}:\n{said}");
     assert!(said.contains("SUCCESS"), "{said}");
+    // The example configuration, which loads the same rules.
+    let config = Command::new("promtool").args(["check", "config"]).arg(repo(PROMETHEUS_CONFIG)).output();
+    let config = config.unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
+    let said = format!("{}{}", String::from_utf8_lossy(&config.stdout), String::from_utf8_lossy(&config.stderr));
+    assert!(config.status.success(), "promtool check config {PROMETHEUS_CONFIG}:\n{said}");
 }
 
 #[test]
