@@ -243,14 +243,15 @@ async fn open_and_fund(http: &reqwest::Client, base: &str, user: &str, amount: &
 fn every_metric_the_dashboard_and_the_alerts_name_is_exported_after_traffic() {
     let _one = one_at_a_time();
     payment_core::testing::block_on(async {
-        let (_cluster, brokers) = mock_cluster();
-        // The embedded default's in-memory store; the broker is the test's, to produce to it.
-        let service = Service::spawn(
-            "ops-metrics",
-            &[("KAFKA_BROKERS", &brokers), ("KAFKA_FETCH_WAIT_MAX_MS", "10"), ("OUTBOX_POLL_MS", "200")],
-        );
+        // The embedded default, as `cargo run` starts it: the in-memory store and the embedded
+        // broker, whose address the binary prints on stdout (into its log here) before it listens.
+        let service = Service::spawn("ops-metrics", &[("OUTBOX_POLL_MS", "200")]);
         let http = reqwest::Client::new();
         service.wait_ready(&http, READY_WITHIN).await;
+        let tail = service.log_tail();
+        let brokers = tail.lines().find_map(|line| line.strip_prefix("Kafka bootstrap servers: "));
+        let brokers =
+            brokers.unwrap_or_else(|| panic!("the embedded broker's address is not in the log:\n{tail}")).to_string();
         let base = &service.base_url;
         open_and_fund(&http, base, "ops-1", "100").await;
         http_ok(&http, http.get(format!("{base}/accounts/balance")).header("x-user-id", "ops-1"), "balance").await;
