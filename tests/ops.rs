@@ -223,20 +223,19 @@ fn mock_cluster() -> (MockCluster<'static, rdkafka::producer::DefaultProducerCon
     (cluster, brokers)
 }
 
-async fn http_ok(http: &reqwest::Client, request: reqwest::RequestBuilder, what: &str) {
-    let _ = http;
+async fn http_ok(request: reqwest::RequestBuilder, what: &str) {
     let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(response.status().is_success(), "{what}: {}", response.status());
 }
 
 async fn open_and_fund(http: &reqwest::Client, base: &str, user: &str, amount: &str) {
     let open = http.post(format!("{base}/accounts")).header("x-user-id", user);
-    http_ok(http, open, "open an account").await;
+    http_ok(open, "open an account").await;
     let deposit = http
         .post(format!("{base}/accounts/deposit"))
         .header("x-user-id", user)
         .json(&serde_json::json!({ "amount": amount }));
-    http_ok(http, deposit, "deposit").await;
+    http_ok(deposit, "deposit").await;
 }
 
 #[test]
@@ -254,7 +253,7 @@ fn every_metric_the_dashboard_and_the_alerts_name_is_exported_after_traffic() {
             brokers.unwrap_or_else(|| panic!("the embedded broker's address is not in the log:\n{tail}")).to_string();
         let base = &service.base_url;
         open_and_fund(&http, base, "ops-1", "100").await;
-        http_ok(&http, http.get(format!("{base}/accounts/balance")).header("x-user-id", "ops-1"), "balance").await;
+        http_ok(http.get(format!("{base}/accounts/balance")).header("x-user-id", "ops-1"), "balance").await;
         let missing = http.get(format!("{base}/accounts/balance")).header("x-user-id", "nobody").send().await;
         assert_eq!(missing.map(|r| r.status().as_u16()).ok(), Some(404), "an unknown user's balance");
 
