@@ -9,7 +9,9 @@
 //!   with a `CancellationToken`, returns the routers to mount and the tasks to wait for. It
 //!   installs nothing global (recorder, subscriber, signal handler): the host does.
 //! - [`process::run`]: what the binary runs, from [`Settings`] (every flag and environment
-//!   variable) to a listening service.
+//!   variable) to a listening service;
+//! - [`commands`]: the operator's commands (`payment-service dead-letters list`, ...), run
+//!   instead of the service when one is named.
 //!
 //! An HTTP-only host on the in-memory store (add `.kafka(..)` to consume `pay.order` and publish
 //! the outcomes; `examples/embed-in-axum.rs` is a whole host):
@@ -39,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod commands;
 mod compose;
 mod error;
 mod http;

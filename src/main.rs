@@ -5,14 +5,25 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use payment_service::{process, LogFormat, Settings};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use payment_service::{commands, process, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let settings = Settings::parse();
     init_logs(settings.log_format);
-    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+    if let Some(command) = settings.command.clone() {
+        // One sentence on stderr and a failure status: an operator's shell, not a log shipper.
+        return match commands::run(command, &settings).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let metrics = match recorder().and_then(PrometheusBuilder::install_recorder) {
         Ok(handle) => Some(handle),
         Err(error) => {
             tracing::warn!(%error, "cannot install the metrics recorder; /metrics stays empty");
@@ -26,6 +37,21 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Histogram buckets for every `*_seconds` histogram: 1 ms to 30 s.
+const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Histogram buckets for the messages per batch, up to the largest `BATCH_MAX_MESSAGES`.
+const BATCH_MESSAGES_BUCKETS: [f64; 13] =
+    [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+
+/// The exporter renders histograms as Prometheus histograms (`_bucket`, `_sum`, `_count`), not
+/// as its default summaries: buckets add up across instances (`histogram_quantile` over `sum by
+/// (le)`), quantiles of summaries do not, and the dashboards in `deploy/` rely on that.
+fn recorder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(payment_kafka::telemetry::BATCH_MESSAGES.into()), &BATCH_MESSAGES_BUCKETS)
 }
 
 /// Logs go to stderr (stdout carries only the embedded broker's address, for a person to copy),

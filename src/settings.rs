@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use payment_core::ports::RetentionPolicy;
 
+use crate::commands::Command;
 use crate::secrets::{self, RawKafkaProperty, Secret, SecretsError};
 
 /// Longest retention accepted, in hours (ten years).
@@ -129,6 +130,9 @@ pub struct Settings {
     /// Time between two retention passes.
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub retention_interval_seconds: u64,
+    /// An operator's command, run once instead of the service (`docs/runbook.md`); none: serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 /// See [`Settings::inbox_retention_check`].

@@ -40,8 +40,11 @@
 #![warn(missing_docs)]
 
 mod apply;
+mod dead_letters;
 mod error;
+mod inbox;
 mod outbox;
+mod payments;
 mod retention;
 mod rows;
 mod store;
@@ -50,10 +53,12 @@ mod tx;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use dead_letters::DEAD_LETTERS_LIST_MAX;
 pub use error::PostgresError;
 pub use outbox::{
     PgLeader, PgWakeups, LEADER_KEEPALIVE_COUNT, LEADER_KEEPALIVE_IDLE_SECS, LEADER_KEEPALIVE_INTERVAL_SECS,
     OUTBOX_CHANNEL, PUBLISHER_LOCK_KEY,
 };
+pub use payments::PAYMENTS_OF_USER_MAX;
 pub use store::{PgConfig, PgStore};
 pub use tx::PgTx;
