@@ -35,6 +35,9 @@ pub async fn run(
         order_paid: settings.topic_order_paid.clone(),
         order_payment_failed: settings.topic_order_payment_failed.clone(),
         dead_letter: settings.topic_dead_letter.clone(),
+        refund_order: settings.topic_refund_order.clone(),
+        order_refunded: settings.topic_order_refunded.clone(),
+        order_refund_failed: settings.topic_order_refund_failed.clone(),
     };
     // The embedded broker lives on this task (it is not Send) until the service stops.
     let (embedded, brokers) = match &settings.kafka_brokers {

@@ -107,6 +107,16 @@ pub struct Settings {
     /// Time between two retention passes.
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub retention_interval_seconds: u64,
+    // Refunds (issue 22).
+    /// Topic of the incoming refund commands.
+    #[arg(long, env = "TOPIC_REFUND_ORDER", default_value = "refund.order")]
+    pub topic_refund_order: String,
+    /// Topic of the `order.refunded` events.
+    #[arg(long, env = "TOPIC_ORDER_REFUNDED", default_value = "order.refunded")]
+    pub topic_order_refunded: String,
+    /// Topic of the `order.refund_failed` events.
+    #[arg(long, env = "TOPIC_ORDER_REFUND_FAILED", default_value = "order.refund_failed")]
+    pub topic_order_refund_failed: String,
 }
 
 /// See [`Settings::inbox_retention_check`].
