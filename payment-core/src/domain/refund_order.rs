@@ -83,21 +83,17 @@ impl Inbound {
     }
 }
 
-/// A required id, or the dead-letter verdict when it cannot be recovered.
+/// A required id, or why the message is dead-lettered when it cannot be recovered.
 fn required<T>(
     fields: &serde_json::Map<String, Value>,
     name: &str,
     parse: fn(&Value) -> Result<T, super::IdError>,
-) -> Result<(T, JsonIdType), Command> {
+) -> Result<(T, JsonIdType), (DeadLetterReason, String)> {
     match fields.get(name).unwrap_or(&Value::Null) {
-        Value::Null => {
-            Err(Command::Undecodable { reason: DeadLetterReason::MissingField, detail: format!("{name} is missing") })
-        }
+        Value::Null => Err((DeadLetterReason::MissingField, format!("{name} is missing"))),
         value => match parse(value) {
             Ok(id) => Ok((id, JsonIdType::of(value))),
-            Err(error) => {
-                Err(Command::Undecodable { reason: DeadLetterReason::InvalidField, detail: error.to_string() })
-            }
+            Err(error) => Err((DeadLetterReason::InvalidField, error.to_string())),
         },
     }
 }
@@ -107,7 +103,7 @@ fn refund_of(fields: &serde_json::Map<String, Value>) -> Command {
         .and_then(|refund| Ok((refund, required(fields, "order_id", OrderId::from_json)?)));
     let ((refund_id, refund_type), (order_id, order_type)) = match ids {
         Ok(ids) => ids,
-        Err(verdict) => return verdict,
+        Err((reason, detail)) => return Command::Undecodable { reason, detail },
     };
     let user_value = fields.get("user_id").cloned().unwrap_or(Value::Null);
     let amount_value = fields.get("amount").filter(|v| !v.is_null()).cloned();
