@@ -38,3 +38,18 @@ ALTER TABLE outbox
     ADD CONSTRAINT outbox_topic_check CHECK (
         topic IN ('order.paid', 'order.payment_failed', 'pay.order.dlq', 'order.refunded', 'order.refund_failed')
     );
+
+-- The refunds of an order never add up to more than its payment, even when the application is
+-- bypassed: checked at commit (deferred, as a payment and its refunds may be written by one
+-- statement), for each refund written; the order's refunds are few and indexed.
+CREATE FUNCTION refunds_within_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE order_id = NEW.order_id)
+       > (SELECT amount FROM payments WHERE order_id = NEW.order_id) THEN
+        RAISE EXCEPTION 'refunds of order % exceed its payment', NEW.order_id USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE CONSTRAINT TRIGGER refunds_within_payment AFTER INSERT ON refunds
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refunds_within_payment();

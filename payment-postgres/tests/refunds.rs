@@ -1,6 +1,7 @@
 //! What only PostgreSQL can show about refunds: a batch mixing payments and refunds costs the
 //! statements of a batch of one refund whatever its size and mix, and the schema refuses a second
-//! credit for a refund id, or a refund of an order never paid, when the code is bypassed.
+//! credit for a refund id, a refund of an order never paid, and refunds over the payment, when
+//! the code is bypassed.
 
 use payment_core::app::Payments;
 use payment_core::decide::Outcome;
@@ -79,7 +80,7 @@ fn a_mixed_batch_of_1000_costs_the_statements_of_one_refund() {
 }
 
 #[test]
-fn the_schema_refuses_a_second_credit_for_a_refund_and_a_refund_of_an_unpaid_order() {
+fn the_schema_refuses_a_second_credit_an_unpaid_order_and_refunds_over_the_payment() {
     block_on(async {
         let store = fresh_store(2).await;
         let payments = funded(&store, &["u1".to_string()], "10").await;
@@ -105,5 +106,19 @@ fn the_schema_refuses_a_second_credit_for_a_refund_and_a_refund_of_an_unpaid_ord
         .execute(store.pool())
         .await;
         assert!(unlinked.is_err(), "a refund entry names its refund: {unlinked:?}");
+        let over = sqlx::query(
+            "INSERT INTO refunds (refund_id, order_id, user_id, amount, refundable_left, transaction_id, event_id, refunded_at)
+             VALUES ('r3', 'o1', 'u1', 3.01, 0, gen_random_uuid(), gen_random_uuid(), now())",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(over.is_err(), "refunds of an order never exceed its payment (4, 1 refunded): {over:?}");
+        let exact = sqlx::query(
+            "INSERT INTO refunds (refund_id, order_id, user_id, amount, refundable_left, transaction_id, event_id, refunded_at)
+             VALUES ('r3', 'o1', 'u1', 3, 0, gen_random_uuid(), gen_random_uuid(), now())",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(exact.is_ok(), "up to the payment itself: {exact:?}");
     });
 }
