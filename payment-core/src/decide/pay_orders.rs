@@ -10,11 +10,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{BalanceUpdate, Effects};
-use rust_decimal::Decimal;
-
 use crate::domain::{
     Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryKind, FailureReason, Inbound, LedgerEntry,
     MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund, RefundFailureReason,
