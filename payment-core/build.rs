@@ -1,21 +1,25 @@
 //! Generates `store_contract_tests!` from the contract tests themselves: every
-//! `pub async fn NAME<F: StoreFactory>(factory: &F)` in `src/testing/contract.rs` becomes one
+//! `pub async fn NAME<F: StoreFactory>(factory: &F)` in the contract's files becomes one
 //! `#[test]` in each store that runs the suite, so a contract test cannot be written and left out.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-const CONTRACT: &str = "src/testing/contract.rs";
+/// The contract's files: `contract.rs` re-exports the tests of the others.
+const CONTRACT: [&str; 2] = ["src/testing/contract.rs", "src/testing/contract_refunds.rs"];
 
 fn main() {
-    println!("cargo:rerun-if-changed={CONTRACT}");
-    let source = std::fs::read_to_string(CONTRACT).unwrap_or_else(|e| panic!("read {CONTRACT}: {e}"));
+    let mut source = String::new();
+    for file in CONTRACT {
+        println!("cargo:rerun-if-changed={file}");
+        source += &std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {file}: {e}"));
+    }
     let names: Vec<&str> = source
         .lines()
         .filter_map(|line| line.strip_prefix("pub async fn "))
         .filter_map(|rest| rest.split_once("<F: StoreFactory>(factory: &F)").map(|(name, _)| name))
         .collect();
-    assert!(names.len() >= 10, "{CONTRACT}: found only {} contract tests; did their signature change?", names.len());
+    assert!(names.len() >= 10, "{CONTRACT:?}: found only {} contract tests; did their signature change?", names.len());
     let mut tests = String::new();
     for name in &names {
         let _ = writeln!(

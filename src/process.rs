@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use payment_core::app::DepositBatching;
 use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
-use payment_kafka::{ConsumerConfig, EmbeddedCluster, KafkaConfig, PublisherConfig, TopicLayout, Topics};
+use payment_kafka::{ConsumerConfig, EmbeddedCluster, KafkaConfig, PublisherConfig, TopicLayout};
 use payment_postgres::{PgConfig, PgStore};
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +29,7 @@ pub async fn run(
     metrics: Option<PrometheusHandle>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
-    let topics = Topics {
-        pay_order: settings.topic_pay_order.clone(),
-        order_paid: settings.topic_order_paid.clone(),
-        order_payment_failed: settings.topic_order_payment_failed.clone(),
-        dead_letter: settings.topic_dead_letter.clone(),
-    };
+    let topics = settings.topics();
     let database_url = settings.database_url()?;
     let kafka_properties = settings.kafka_properties()?;
     if settings.require_external {

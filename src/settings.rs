@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use payment_core::ports::RetentionPolicy;
+use payment_kafka::Topics;
 
 use crate::commands::Command;
 use crate::secrets::{self, RawKafkaProperty, Secret, SecretsError};
@@ -130,6 +131,15 @@ pub struct Settings {
     /// Time between two retention passes.
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub retention_interval_seconds: u64,
+    /// Topic of the incoming refund commands.
+    #[arg(long, env = "TOPIC_REFUND_ORDER", default_value = "refund.order")]
+    pub topic_refund_order: String,
+    /// Topic of the `order.refunded` events.
+    #[arg(long, env = "TOPIC_ORDER_REFUNDED", default_value = "order.refunded")]
+    pub topic_order_refunded: String,
+    /// Topic of the `order.refund_failed` events.
+    #[arg(long, env = "TOPIC_ORDER_REFUND_FAILED", default_value = "order.refund_failed")]
+    pub topic_order_refund_failed: String,
     /// An operator's command, run once instead of the service (`docs/runbook.md`); none: serve.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -154,6 +164,19 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The topic names, as the service, its topic creation and its commands all use them.
+    pub fn topics(&self) -> Topics {
+        Topics {
+            pay_order: self.topic_pay_order.clone(),
+            order_paid: self.topic_order_paid.clone(),
+            order_payment_failed: self.topic_order_payment_failed.clone(),
+            dead_letter: self.topic_dead_letter.clone(),
+            refund_order: self.topic_refund_order.clone(),
+            order_refunded: self.topic_order_refunded.clone(),
+            order_refund_failed: self.topic_order_refund_failed.clone(),
+        }
+    }
+
     /// The PostgreSQL URL, from DATABASE_URL or DATABASE_URL_FILE.
     pub fn database_url(&self) -> Result<Option<Secret>, SecretsError> {
         secrets::database_url(self.database_url.as_ref(), self.database_url_file.as_deref())

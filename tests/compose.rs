@@ -14,8 +14,15 @@ const COMPOSE: &str = include_str!("../docker-compose.yml");
 const DOCKERFILE: &str = include_str!("../Dockerfile");
 
 /// The topic-name settings; the service and the simulator must agree on each one they set.
-const TOPIC_NAMES: [&str; 4] =
-    ["TOPIC_PAY_ORDER", "TOPIC_ORDER_PAID", "TOPIC_ORDER_PAYMENT_FAILED", "TOPIC_DEAD_LETTER"];
+const TOPIC_NAMES: [&str; 7] = [
+    "TOPIC_PAY_ORDER",
+    "TOPIC_ORDER_PAID",
+    "TOPIC_ORDER_PAYMENT_FAILED",
+    "TOPIC_DEAD_LETTER",
+    "TOPIC_REFUND_ORDER",
+    "TOPIC_ORDER_REFUNDED",
+    "TOPIC_ORDER_REFUND_FAILED",
+];
 
 fn compose() -> Value {
     serde_norway::from_str(COMPOSE).expect("docker-compose.yml is valid YAML")

@@ -81,7 +81,8 @@ fn amount_schema() -> impl Into<RefOr<Schema>> {
 pub struct LedgerEntryBody {
     /// The entry's id.
     pub entry_id: uuid::Uuid,
-    /// `deposit` or `payment`.
+    /// `deposit`, `payment` or `refund`.
+    #[schema(example = "refund")]
     pub kind: String,
     /// What moved, always positive.
     #[schema(value_type = f64)]
@@ -89,9 +90,12 @@ pub struct LedgerEntryBody {
     /// The balance once this entry was applied.
     #[schema(value_type = f64)]
     pub balance_after: Balance,
-    /// The paid order, for payments.
+    /// The order paid or refunded, for payments and refunds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// The refund, for refunds (its order's payment is the entry with the same `order_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
     /// When the entry was written.
     pub created_at: DateTime<Utc>,
 }
@@ -214,6 +218,7 @@ pub async fn ledger<S: Store>(
             amount: e.entry.amount,
             balance_after: e.entry.balance_after,
             order_id: e.entry.order_id.map(|o| o.to_string()),
+            refund_id: e.entry.refund_id.map(|r| r.to_string()),
             created_at: e.entry.created_at,
         })
         .collect();

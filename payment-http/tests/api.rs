@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, UserId};
+use payment_core::domain::{Amount, Inbound, MessageId, OrderId, PayOrder, RefundId, RefundOrder, UserId};
 use payment_core::ports::Store;
 use payment_core::testing::Inspect;
 use payment_core::Payments;
@@ -74,6 +74,18 @@ impl<S: Store + Inspect> Api<S> {
         let order =
             PayOrder::new(OrderId::new(order).unwrap(), UserId::new(user).unwrap(), amount.parse::<Amount>().unwrap());
         self.payments.pay_orders(&[Inbound::pay(MessageId::new(id).unwrap(), order)]).await.unwrap();
+    }
+}
+
+impl<S: Store + Inspect> Api<S> {
+    async fn refund(&self, id: &str, refund: &str, order: &str, user: &str, amount: &str) {
+        let command = RefundOrder::new(
+            RefundId::new(refund).unwrap(),
+            OrderId::new(order).unwrap(),
+            UserId::new(user).unwrap(),
+            Some(amount.parse::<Amount>().unwrap()),
+        );
+        self.payments.pay_orders(&[Inbound::refund(MessageId::new(id).unwrap(), command)]).await.unwrap();
     }
 }
 
@@ -362,7 +374,26 @@ async fn repeated_identity_headers_are_refused_and_change_nothing<S: Store + Ins
     assert_eq!(once.status, StatusCode::OK, "one line of each is fine: {}", once.text);
 }
 
+/// The statement shows a refund as a `refund` entry with its order and refund ids, after the
+/// payment it gives money back for.
+async fn the_statement_shows_refunds_with_their_order_and_refund<S: Store + Inspect>(store: S) {
+    let api = Api::new(store);
+    api.create("u1").await;
+    api.deposit("u1", r#"{"amount": 10}"#, None).await;
+    api.pay("m1", "o1", "u1", "4").await;
+    api.refund("m2", "r1", "o1", "u1", "1.5").await;
+    let ledger = api.call("GET", "/accounts/ledger", &[("x-user-id", "u1")], None).await;
+    let entries = ledger.json()["entries"].clone();
+    let newest = &entries[0];
+    assert_eq!(newest["kind"], "refund", "{entries}");
+    assert_eq!((newest["order_id"].as_str(), newest["refund_id"].as_str()), (Some("o1"), Some("r1")));
+    assert_eq!((newest["amount"].to_string(), newest["balance_after"].to_string()), ("1.5".into(), "7.5".into()));
+    assert_eq!((entries[1]["kind"].as_str(), entries[1]["order_id"].as_str()), (Some("payment"), Some("o1")));
+    assert!(entries[1].get("refund_id").is_none() && entries[2].get("order_id").is_none());
+}
+
 payment_postgres::on_both_stores!(
+    the_statement_shows_refunds_with_their_order_and_refund,
     every_row_of_the_table,
     repeated_identity_headers_are_refused_and_change_nothing,
     readiness_reflects_the_extra_check,

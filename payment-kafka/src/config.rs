@@ -16,8 +16,14 @@ pub struct Topics {
     pub order_paid: String,
     /// Where `order.payment_failed` events go.
     pub order_payment_failed: String,
-    /// Where dead letters go (`pay.order.dlq`).
+    /// Where dead letters go (`pay.order.dlq`), those of `refund.order` included.
     pub dead_letter: String,
+    /// The refund commands the consumer also reads (`refund.order`).
+    pub refund_order: String,
+    /// Where `order.refunded` events go.
+    pub order_refunded: String,
+    /// Where `order.refund_failed` events go.
+    pub order_refund_failed: String,
 }
 
 impl Default for Topics {
@@ -27,14 +33,30 @@ impl Default for Topics {
             order_paid: "order.paid".into(),
             order_payment_failed: "order.payment_failed".into(),
             dead_letter: "pay.order.dlq".into(),
+            refund_order: "refund.order".into(),
+            order_refunded: "order.refunded".into(),
+            order_refund_failed: "order.refund_failed".into(),
         }
     }
 }
 
 impl Topics {
     /// Every topic the service reads or writes.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.pay_order, &self.order_paid, &self.order_payment_failed, &self.dead_letter]
+    pub fn all(&self) -> [&str; 7] {
+        [
+            &self.pay_order,
+            &self.order_paid,
+            &self.order_payment_failed,
+            &self.dead_letter,
+            &self.refund_order,
+            &self.order_refunded,
+            &self.order_refund_failed,
+        ]
+    }
+
+    /// The command topics the consumer subscribes to.
+    pub fn commands(&self) -> [&str; 2] {
+        [&self.pay_order, &self.refund_order]
     }
 
     /// Where an outbox event goes.
@@ -43,6 +65,8 @@ impl Topics {
             EventKind::OrderPaid => &self.order_paid,
             EventKind::OrderPaymentFailed => &self.order_payment_failed,
             EventKind::DeadLetter => &self.dead_letter,
+            EventKind::OrderRefunded => &self.order_refunded,
+            EventKind::OrderRefundFailed => &self.order_refund_failed,
         }
     }
 }

@@ -8,8 +8,13 @@ pub const BATCH_MESSAGES: &str = "payment_consumer_batch_messages";
 pub const BATCH_COMMIT_SECONDS: &str = "payment_consumer_batch_commit_seconds";
 /// Counter: batch attempts that did not commit and will be retried.
 pub const BATCH_FAILURES: &str = "payment_consumer_batch_failures_total";
-/// Counter: commands applied, labelled `outcome` (`paid`, `failed`, `already_paid`, `dead_lettered`, `redelivered`).
+/// Counter: commands applied, labelled `outcome` (`paid`, `failed`, `already_paid`, `dead_lettered`, `redelivered`,
+/// `refunded`, `refund_failed`, `already_refunded`).
 pub const COMMANDS: &str = "payment_commands_total";
+/// Counter: refunds credited (`order.refunded` first published for a refund id).
+pub const REFUNDS: &str = "payment_refunds_total";
+/// Counter: refund commands that failed, labelled `reason` (`order_not_paid`, `exceeds_refundable`, …).
+pub const REFUND_FAILURES: &str = "payment_refund_failures_total";
 /// Counter: messages dead-lettered, labelled `reason`.
 pub const DEAD_LETTERS: &str = "payment_dead_letters_total";
 /// Counter: consumer errors saying a record cannot be read (decompression, unknown codec, CRC);

@@ -16,10 +16,11 @@ balances AS (
     RETURNING 1
 ),
 ledger AS (
-    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, created_at)
-    SELECT entry_id, user_id, kind, amount, balance_after, order_id, created_at
-    FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $10::TIMESTAMPTZ[])
-        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, created_at, n)
+    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at)
+    SELECT entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at
+    FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $46::TEXT[],
+                $10::TIMESTAMPTZ[])
+        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, n)
     ORDER BY n
     RETURNING 1
 ),
@@ -47,6 +48,14 @@ dead_letters AS (
     ORDER BY n
     RETURNING 1
 ),
+refunds AS (
+    INSERT INTO refunds
+        (refund_id, order_id, user_id, amount, requested, refundable_left, reason, transaction_id, event_id,
+         refunded_at)
+    SELECT * FROM UNNEST($36::TEXT[], $37::TEXT[], $38::TEXT[], $39::NUMERIC[], $40::NUMERIC[], $41::NUMERIC[],
+                         $42::TEXT[], $43::UUID[], $44::UUID[], $45::TIMESTAMPTZ[])
+    RETURNING 1
+),
 keys AS (
     INSERT INTO idempotency_keys (user_id, key, amount, balance, created_at)
     SELECT * FROM UNNEST($30::TEXT[], $31::TEXT[], $32::NUMERIC[], $33::NUMERIC[], $34::TIMESTAMPTZ[])
@@ -61,13 +70,14 @@ macro_rules! column {
 }
 
 pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {
-    let (b, l, p, o, d, k) = (
+    let (b, l, p, o, d, k, r) = (
         &effects.balance_updates,
         &effects.ledger,
         &effects.payments,
         &effects.outbox,
         &effects.dead_letters,
         &effects.idempotency,
+        &effects.refunds,
     );
     let headers = column!(o, |e| serde_json::to_string(&e.headers).unwrap_or_else(|_| "[]".into()));
     let row = sqlx::query(APPLY)
@@ -106,6 +116,17 @@ pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<
         .bind(column!(k, |x| x.balance.value()))
         .bind(column!(k, |x| x.created_at))
         .bind(column!(d, |x| x.payload_original_bytes.and_then(|n| i64::try_from(n).ok())))
+        .bind(column!(r, |x| x.refund_id.to_string()))
+        .bind(column!(r, |x| x.order_id.to_string()))
+        .bind(column!(r, |x| x.user_id.to_string()))
+        .bind(column!(r, |x| x.amount.value()))
+        .bind(column!(r, |x| x.requested.map(|a| a.value())))
+        .bind(column!(r, |x| x.refundable_left.value()))
+        .bind(column!(r, |x| x.reason.clone()))
+        .bind(column!(r, |x| x.transaction_id))
+        .bind(column!(r, |x| x.event_id))
+        .bind(column!(r, |x| x.refunded_at))
+        .bind(column!(l, |e| e.refund_id.as_ref().map(ToString::to_string)))
         .fetch_one(conn)
         .await
         .map_err(store_error)?;

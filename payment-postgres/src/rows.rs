@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use payment_core::domain::{
     Account, Amount, Balance, EntryKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, LedgerPosition, OrderId,
-    Payment, StatementEntry, UserId,
+    Payment, Refund, RefundId, StatementEntry, UserId,
 };
 use payment_core::ports::StoreError;
 use rust_decimal::Decimal;
@@ -17,6 +17,10 @@ fn user(text: String) -> Result<UserId, StoreError> {
 
 fn order(text: String) -> Result<OrderId, StoreError> {
     OrderId::new(text).map_err(|e| corrupt("order id", e))
+}
+
+fn refund_id(text: String) -> Result<RefundId, StoreError> {
+    RefundId::new(text).map_err(|e| corrupt("refund id", e))
 }
 
 fn amount(value: Decimal) -> Result<Amount, StoreError> {
@@ -50,6 +54,7 @@ pub(crate) struct LedgerRow {
     amount: Decimal,
     balance_after: Decimal,
     order_id: Option<String>,
+    refund_id: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -59,6 +64,7 @@ impl TryFrom<LedgerRow> for StatementEntry {
         let kind = match row.kind.as_str() {
             "deposit" => EntryKind::Deposit,
             "payment" => EntryKind::Payment,
+            "refund" => EntryKind::Refund,
             other => return Err(corrupt("entry kind", other)),
         };
         Ok(StatementEntry {
@@ -70,6 +76,7 @@ impl TryFrom<LedgerRow> for StatementEntry {
                 amount: amount(row.amount)?,
                 balance_after: balance(row.balance_after)?,
                 order_id: row.order_id.map(order).transpose()?,
+                refund_id: row.refund_id.map(refund_id).transpose()?,
                 created_at: row.created_at,
             },
         })
@@ -96,6 +103,42 @@ impl TryFrom<PaymentRow> for Payment {
             transaction_id: row.transaction_id,
             event_id: row.event_id,
             paid_at: row.paid_at,
+        })
+    }
+}
+
+/// The columns [`RefundRow`] reads, for every query that loads refunds.
+pub(crate) const REFUND_COLUMNS: &str =
+    "refund_id, order_id, user_id, amount, requested, refundable_left, reason, transaction_id, event_id, refunded_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RefundRow {
+    refund_id: String,
+    order_id: String,
+    user_id: String,
+    amount: Decimal,
+    requested: Option<Decimal>,
+    refundable_left: Decimal,
+    reason: Option<String>,
+    transaction_id: Uuid,
+    event_id: Uuid,
+    refunded_at: DateTime<Utc>,
+}
+
+impl TryFrom<RefundRow> for Refund {
+    type Error = StoreError;
+    fn try_from(row: RefundRow) -> Result<Self, StoreError> {
+        Ok(Refund {
+            refund_id: refund_id(row.refund_id)?,
+            order_id: order(row.order_id)?,
+            user_id: user(row.user_id)?,
+            amount: amount(row.amount)?,
+            requested: row.requested.map(amount).transpose()?,
+            refundable_left: balance(row.refundable_left)?,
+            reason: row.reason,
+            transaction_id: row.transaction_id,
+            event_id: row.event_id,
+            refunded_at: row.refunded_at,
         })
     }
 }

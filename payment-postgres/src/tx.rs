@@ -1,5 +1,6 @@
 //! [`PgTx`]: a unit of work in one PostgreSQL transaction, a constant number of statements per
-//! batch whatever its size: `BEGIN`, claim, lock, load, apply, `COMMIT`.
+//! batch whatever its size and mix: `BEGIN`, claim, lock, load (payments; refunds when the batch
+//! has refund commands), apply, `COMMIT`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use payment_core::decide::Effects;
-use payment_core::domain::{Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, UserId};
+use payment_core::domain::{
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, UserId,
+};
 use payment_core::ports::{StoreError, UnitOfWork};
 use sqlx::{Postgres, Transaction};
 
@@ -108,6 +111,23 @@ impl UnitOfWork for PgTx {
         .await
         .map_err(store_error)?;
         rows.into_iter().map(Payment::try_from).collect()
+    }
+
+    async fn load_refunds(&mut self, orders: &[OrderId], refunds: &[RefundId]) -> Result<Vec<Refund>, StoreError> {
+        // Runs under the order locks `load_payments` took, so no concurrent batch refunds these
+        // orders until this one ends; a refund id re-used for an order outside the batch is
+        // found by its key, and a concurrent insert of it hits the primary key (a conflict).
+        self.count();
+        let rows = sqlx::query_as::<_, rows::RefundRow>(&format!(
+            "SELECT {} FROM refunds WHERE order_id = ANY($1::TEXT[]) OR refund_id = ANY($2::TEXT[])",
+            rows::REFUND_COLUMNS
+        ))
+        .bind(texts(orders))
+        .bind(texts(refunds))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Refund::try_from).collect()
     }
 
     async fn load_idempotency_many(

@@ -9,7 +9,7 @@
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{kafka_client, topics, CommandError, KAFKA_REQUEST_TIMEOUT};
+use super::{kafka_client, CommandError, KAFKA_REQUEST_TIMEOUT};
 use crate::Settings;
 
 /// `payment-service consumer …`
@@ -45,22 +45,26 @@ pub async fn run(command: ConsumerCommand, settings: &Settings) -> Result<(), Co
 async fn lag(settings: &Settings) -> Result<(), CommandError> {
     let mut client = kafka_client(settings, "consumer lag")?;
     client.set("group.id", &settings.kafka_group_id).set("enable.auto.commit", "false");
-    let topic = topics(settings).pay_order;
-    let asked = topic.clone();
-    // librdkafka's calls block: keep them off the runtime's workers.
-    let positions = tokio::task::spawn_blocking(move || positions(&client, &asked))
-        .await
-        .map_err(|error| CommandError::Refused(format!("the broker query did not finish: {error}")))??;
-    let total: i64 = positions.iter().map(Position::lag).sum();
-    println!(
-        "group {} on {topic}: lag {total} message(s) over {} partition(s)",
-        settings.kafka_group_id,
-        positions.len()
-    );
-    println!("partition\tcommitted\tend\tlag");
-    for position in &positions {
-        let committed = position.committed.map_or_else(|| "-".to_string(), |offset| offset.to_string());
-        println!("{}\t{committed}\t{}\t{}", position.partition, position.end, position.lag());
+    // The group reads both command topics.
+    let topics = settings.topics();
+    for topic in [topics.pay_order, topics.refund_order] {
+        let client = client.clone();
+        let asked = topic.clone();
+        // librdkafka's calls block: keep them off the runtime's workers.
+        let positions = tokio::task::spawn_blocking(move || positions(&client, &asked))
+            .await
+            .map_err(|error| CommandError::Refused(format!("the broker query did not finish: {error}")))??;
+        let total: i64 = positions.iter().map(Position::lag).sum();
+        println!(
+            "group {} on {topic}: lag {total} message(s) over {} partition(s)",
+            settings.kafka_group_id,
+            positions.len()
+        );
+        println!("partition\tcommitted\tend\tlag");
+        for position in &positions {
+            let committed = position.committed.map_or_else(|| "-".to_string(), |offset| offset.to_string());
+            println!("{}\t{committed}\t{}\t{}", position.partition, position.end, position.lag());
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
-use super::{kafka_client, store, topics, CommandError, KAFKA_REQUEST_TIMEOUT};
+use super::{kafka_client, store, CommandError, KAFKA_REQUEST_TIMEOUT};
 use crate::Settings;
 
 /// How many dead letters `list` shows when not told.
@@ -103,7 +103,7 @@ async fn resend(settings: &Settings, id: Uuid) -> Result<(), CommandError> {
             dead_letter.payload.len()
         )));
     }
-    let topic = topics(settings).pay_order;
+    let topic = settings.topics().pay_order;
     let header_identity = MessageId::new(format!("{RESEND_IDENTITY_PREFIX}{id}"))
         .map_err(|error| CommandError::Refused(format!("cannot build the re-sent identity: {error}")))?;
     // The identity the consumer will give the re-sent record, by the consumer's own rules.

@@ -13,7 +13,7 @@ mod dead_letters;
 
 use std::time::Duration;
 
-use payment_kafka::{KafkaConfig, Topics};
+use payment_kafka::KafkaConfig;
 use payment_postgres::{PgConfig, PgStore};
 use rdkafka::ClientConfig;
 
@@ -94,21 +94,11 @@ async fn store(settings: &Settings, command: &'static str) -> Result<PgStore, Co
     Ok(PgStore::connect(url.expose(), &config).await?)
 }
 
-/// The topic names the service uses, from the same settings.
-fn topics(settings: &Settings) -> Topics {
-    Topics {
-        pay_order: settings.topic_pay_order.clone(),
-        order_paid: settings.topic_order_paid.clone(),
-        order_payment_failed: settings.topic_order_payment_failed.clone(),
-        dead_letter: settings.topic_dead_letter.clone(),
-    }
-}
-
 /// A librdkafka configuration for the service's cluster: its brokers and its extra properties
 /// (TLS, SASL), the protected ones refused as the service refuses them.
 fn kafka_client(settings: &Settings, command: &'static str) -> Result<ClientConfig, CommandError> {
     let brokers = settings.kafka_brokers.clone().ok_or(CommandError::NoBrokers { command })?;
-    let kafka = KafkaConfig { brokers, topics: topics(settings), extra: settings.kafka_properties()? };
+    let kafka = KafkaConfig { brokers, topics: settings.topics(), extra: settings.kafka_properties()? };
     kafka.check()?;
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.brokers);

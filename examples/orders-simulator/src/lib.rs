@@ -1,7 +1,9 @@
 //! The Orders Service side of the payment contract, as a library for end-to-end tests and load
 //! runs: [`prepare`] creates and funds the accounts over HTTP, [`run`] sends `pay.order` commands
 //! (with redeliveries and re-sends mixed in), collects `order.paid` / `order.payment_failed`,
-//! reads the balances back and [`verify`]s that money moved exactly once.
+//! then refunds a share of the paid orders on `refund.order` ([`Plan::refund_ratio`]) and
+//! collects `order.refunded` / `order.refund_failed`, reads the balances back and [`verify`]s
+//! that money moved exactly once.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), orders_simulator::SimError> {
@@ -19,6 +21,7 @@ mod error;
 mod outcomes;
 mod plan;
 mod produce;
+mod refunds;
 mod report;
 mod run;
 mod verify;
@@ -28,9 +31,10 @@ pub use error::SimError;
 pub use outcomes::{OutcomeEvent, OutcomeKind};
 pub use plan::{Message, MessageKind, Order, Plan, Workload, MAX_INTEGER_NAMESPACE};
 pub use produce::enqueue;
+pub use refunds::{plan_refunds, verify_refunds, RefundCommand, RefundExpectation, RefundVerdict};
 pub use report::{Latency, Report};
 pub use run::{run, Progress};
-pub use verify::{verify, Verdict};
+pub use verify::{verify, verify_with_refunds, Verdict};
 
 /// Where the payment service and its broker are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,9 @@ pub struct Topics {
     pub pay_order: String,
     pub order_paid: String,
     pub order_payment_failed: String,
+    pub refund_order: String,
+    pub order_refunded: String,
+    pub order_refund_failed: String,
 }
 
 impl Default for Topics {
@@ -63,6 +70,9 @@ impl Default for Topics {
             pay_order: "pay.order".into(),
             order_paid: "order.paid".into(),
             order_payment_failed: "order.payment_failed".into(),
+            refund_order: "refund.order".into(),
+            order_refunded: "order.refunded".into(),
+            order_refund_failed: "order.refund_failed".into(),
         }
     }
 }

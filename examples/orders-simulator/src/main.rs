@@ -28,6 +28,12 @@ struct Args {
     topic_order_paid: String,
     #[arg(long, env = "TOPIC_ORDER_PAYMENT_FAILED", default_value_t = Topics::default().order_payment_failed)]
     topic_order_payment_failed: String,
+    #[arg(long, env = "TOPIC_REFUND_ORDER", default_value_t = Topics::default().refund_order)]
+    topic_refund_order: String,
+    #[arg(long, env = "TOPIC_ORDER_REFUNDED", default_value_t = Topics::default().order_refunded)]
+    topic_order_refunded: String,
+    #[arg(long, env = "TOPIC_ORDER_REFUND_FAILED", default_value_t = Topics::default().order_refund_failed)]
+    topic_order_refund_failed: String,
     #[arg(long, env = "SIM_ORDERS", default_value_t = Plan::default().orders)]
     orders: usize,
     #[arg(long, env = "SIM_USERS", default_value_t = Plan::default().users)]
@@ -48,6 +54,9 @@ struct Args {
     /// Share of orders sent again under a new message_id.
     #[arg(long, env = "SIM_RESEND_RATIO", default_value_t = Plan::default().resend_ratio)]
     resend_ratio: f64,
+    /// Share of the paid orders refunded afterwards (some whole, some partially, some twice).
+    #[arg(long, env = "SIM_REFUND_RATIO", default_value_t = Plan::default().refund_ratio)]
+    refund_ratio: f64,
     /// Order and user ids as JSON integers.
     #[arg(long, env = "SIM_INTEGER_IDS")]
     integer_ids: bool,
@@ -83,6 +92,9 @@ impl Args {
                 pay_order: self.topic_pay_order.clone(),
                 order_paid: self.topic_order_paid.clone(),
                 order_payment_failed: self.topic_order_payment_failed.clone(),
+                refund_order: self.topic_refund_order.clone(),
+                order_refunded: self.topic_order_refunded.clone(),
+                order_refund_failed: self.topic_order_refund_failed.clone(),
             },
         }
     }
@@ -98,6 +110,7 @@ impl Args {
             rate_per_sec: self.rate_per_sec,
             duplicate_ratio: self.duplicate_ratio,
             resend_ratio: self.resend_ratio,
+            refund_ratio: self.refund_ratio,
             integer_ids: self.integer_ids,
             seed: self.seed,
             namespace: self.namespace.unwrap_or(now_secs % orders_simulator::MAX_INTEGER_NAMESPACE),

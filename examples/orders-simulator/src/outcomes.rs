@@ -1,4 +1,4 @@
-//! Listening to `order.paid` and `order.payment_failed`: a thread that owns a Kafka consumer in
+//! Listening to `order.paid`, `order.payment_failed`, `order.refunded` and `order.refund_failed`: a thread that owns a Kafka consumer in
 //! its own group, from the earliest offset, and hands every record over as an [`OutcomeEvent`].
 //!
 //! A thread blocked in `poll` rather than rdkafka's `StreamConsumer`: the service's README
@@ -26,6 +26,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum OutcomeKind {
     Paid,
     Failed,
+    Refunded,
+    RefundFailed,
 }
 
 /// One outcome record as received.
@@ -64,7 +66,12 @@ impl Listener {
             // Outcome topics may not exist until the service first publishes: notice them soon.
             .set("topic.metadata.refresh.interval.ms", "1000")
             .create()?;
-        let topics = [target.topics.order_paid.as_str(), target.topics.order_payment_failed.as_str()];
+        let topics = [
+            target.topics.order_paid.as_str(),
+            target.topics.order_payment_failed.as_str(),
+            target.topics.order_refunded.as_str(),
+            target.topics.order_refund_failed.as_str(),
+        ];
         // Every partition from its beginning, without a consumer group, when the topics exist:
         // joining a fresh group on librdkafka's mock cluster now and then took 30 s, during
         // which no outcome was read and every latency grew by as much. The group (and
@@ -73,14 +80,18 @@ impl Listener {
             Some(partitions) => consumer.assign(&partitions)?,
             None => consumer.subscribe(&topics)?,
         }
-        let paid_topic = target.topics.order_paid.clone();
+        let kinds = vec![
+            (target.topics.order_paid.clone(), OutcomeKind::Paid),
+            (target.topics.order_refunded.clone(), OutcomeKind::Refunded),
+            (target.topics.order_refund_failed.clone(), OutcomeKind::RefundFailed),
+        ];
         let (sender, events) = mpsc::unbounded_channel();
         let (announce, assigned) = oneshot::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("outcomes".into())
-            .spawn(move || poll_loop(consumer, &paid_topic, &sender, announce, &stopping))
+            .spawn(move || poll_loop(consumer, &kinds, &sender, announce, &stopping))
             .map_err(|error| SimError::Consumer(error.to_string()))?;
         Ok(Self { events, assigned: Some(assigned), stop, thread: Some(thread) })
     }
@@ -119,7 +130,7 @@ impl Drop for Listener {
 
 fn poll_loop(
     consumer: BaseConsumer,
-    paid_topic: &str,
+    kinds: &[(String, OutcomeKind)],
     sender: &mpsc::UnboundedSender<OutcomeEvent>,
     announce: oneshot::Sender<()>,
     stop: &AtomicBool,
@@ -138,7 +149,10 @@ fn poll_loop(
             // Broker outages and not-yet-created topics: the client recovers on its own.
             Some(Err(error)) => tracing::debug!(%error, "outcome consumer"),
             Some(Ok(record)) => {
-                let kind = if record.topic() == paid_topic { OutcomeKind::Paid } else { OutcomeKind::Failed };
+                let kind = kinds
+                    .iter()
+                    .find(|(topic, _)| topic == record.topic())
+                    .map_or(OutcomeKind::Failed, |(_, kind)| *kind);
                 let key = record.key().map(|key| String::from_utf8_lossy(key).into_owned());
                 let event_id_header = record.headers().and_then(|headers| {
                     headers

@@ -40,6 +40,10 @@ pub struct Plan {
     /// Share of orders sent again under a new `message_id` (a re-send: a paid order must get its
     /// original `order.paid` back and not be debited again).
     pub resend_ratio: f64,
+    /// Share of the paid orders refunded on `refund.order` once the payments have their
+    /// outcomes: some whole, some partially (a few re-sent), some in two parts and then once more
+    /// (which must find nothing left). Zero sends no refund.
+    pub refund_ratio: f64,
     /// Order and user ids as JSON integers instead of strings.
     pub integer_ids: bool,
     /// Drives every random choice: the same plan gives the same workload.
@@ -67,6 +71,7 @@ impl Default for Plan {
             rate_per_sec: None,
             duplicate_ratio: 0.1,
             resend_ratio: 0.05,
+            refund_ratio: 0.0,
             integer_ids: false,
             seed: 1,
             namespace: 0,
@@ -150,7 +155,12 @@ impl Plan {
         if self.amount_max_cents > MAX_AMOUNT_CENTS {
             return fail(format!("amount_max_cents must be ≤ {MAX_AMOUNT_CENTS}"));
         }
-        for (name, ratio) in [("duplicate_ratio", self.duplicate_ratio), ("resend_ratio", self.resend_ratio)] {
+        let ratios = [
+            ("duplicate_ratio", self.duplicate_ratio),
+            ("resend_ratio", self.resend_ratio),
+            ("refund_ratio", self.refund_ratio),
+        ];
+        for (name, ratio) in ratios {
             if !(0.0..=1.0).contains(&ratio) {
                 return fail(format!("{name} must be within 0..=1, got {ratio}"));
             }
@@ -335,6 +345,7 @@ mod tests {
             Plan { amount_min_cents: 10, amount_max_cents: 9, ..plan() },
             Plan { duplicate_ratio: 1.5, ..plan() },
             Plan { resend_ratio: -0.1, ..plan() },
+            Plan { refund_ratio: 1.1, ..plan() },
             Plan { deposit_per_user: Decimal::new(1, 3), ..plan() },
             Plan { rate_per_sec: Some(0), ..plan() },
             Plan { integer_ids: true, namespace: MAX_INTEGER_NAMESPACE, ..plan() },

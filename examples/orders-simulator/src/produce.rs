@@ -62,6 +62,38 @@ pub(crate) async fn produce(
     Ok(first_sent)
 }
 
+/// Produces the refund commands in order, keyed by order id (so the refunds of one order are
+/// applied in the order planned), and waits for every delivery report.
+pub(crate) async fn produce_refunds(
+    target: &Target,
+    orders: &[crate::Order],
+    refunds: &[crate::RefundCommand],
+) -> Result<(), SimError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &target.brokers)
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+        .create()?;
+    let mut deliveries = Vec::with_capacity(refunds.len());
+    for refund in refunds {
+        let key = orders[refund.order].key();
+        let record = FutureRecord::to(&target.topics.refund_order).key(key.as_str()).payload(refund.payload.as_slice());
+        let delivery = enqueue(&producer, record)
+            .await
+            .map_err(|error| SimError::Produce { message_id: refund.message_id.clone(), detail: error.to_string() })?;
+        deliveries.push((refund, delivery));
+    }
+    for (refund, delivery) in deliveries {
+        let failure = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((error, _))) => error.to_string(),
+            Err(_cancelled) => "the producer dropped the delivery report".to_string(),
+        };
+        return Err(SimError::Produce { message_id: refund.message_id.clone(), detail: failure });
+    }
+    Ok(())
+}
+
 /// Hands `record` to the producer, waiting while its local queue is full (a flat-out run fills
 /// it faster than the broker drains it); any other refusal is returned.
 pub async fn enqueue(

@@ -46,6 +46,12 @@ pub struct Report {
     pub duplicates_produced: usize,
     /// Re-sends: an order again under a new `message_id`.
     pub resends_produced: usize,
+    /// `refund.order` records produced (re-sends included).
+    pub refunds_produced: usize,
+    /// Refund ids credited.
+    pub refunded: usize,
+    /// Refund ids that failed, by reason (the planned over-refunds: `exceeds_refundable`).
+    pub refund_failed: BTreeMap<String, usize>,
     /// Orders paid.
     pub paid: usize,
     /// Orders failed, by reason.
@@ -85,6 +91,9 @@ impl fmt::Display for Report {
         }
         rows.extend([
             ("orders without outcome".into(), self.without_outcome.to_string()),
+            ("refunds produced".into(), self.refunds_produced.to_string()),
+            ("refunds credited".into(), self.refunded.to_string()),
+            ("refunds failed".into(), self.refund_failed.values().sum::<usize>().to_string()),
             ("outcome events seen".into(), self.events_seen.to_string()),
             ("  duplicate events (same event_id)".into(), self.duplicate_events_seen.to_string()),
             ("foreign events ignored".into(), self.foreign_events_ignored.to_string()),

@@ -11,8 +11,12 @@ use uuid::Uuid;
 use crate::accounts::read_balances;
 use crate::outcomes::Listener;
 use crate::plan::id_text;
-use crate::produce::produce;
-use crate::{verify, Accounts, Latency, MessageKind, OutcomeEvent, Plan, Report, SimError, Target};
+use crate::produce::{produce, produce_refunds};
+use crate::refunds::all_answered;
+use crate::{
+    plan_refunds, verify_refunds, verify_with_refunds, Accounts, Latency, MessageKind, OutcomeEvent, OutcomeKind, Plan,
+    Report, SimError, Target,
+};
 
 /// How often the collector looks at the clock when no event arrives.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
@@ -110,9 +114,40 @@ where
         }
         (events, first_outcome)
     };
-    let (first_sent, (events, first_outcome)) = tokio::join!(producing, collecting);
-    listener.stop();
+    let (first_sent, (mut events, first_outcome)) = tokio::join!(producing, collecting);
     let first_sent = first_sent?;
+
+    // Refunds of a share of the paid orders, once every payment has its outcome.
+    let mut paid: Vec<usize> = events
+        .iter()
+        .filter(|event| event.kind == OutcomeKind::Paid)
+        .filter_map(|event| by_key.get(&id_text(&event.body["order_id"])?).copied())
+        .collect();
+    paid.sort_unstable();
+    paid.dedup();
+    let refunds = plan_refunds(plan, &workload.orders, &paid);
+    if !refunds.is_empty() {
+        produce_refunds(target, &workload.orders, &refunds).await?;
+        let over = Instant::now();
+        let mut answered_at = None;
+        loop {
+            let now = Instant::now();
+            if all_answered(&refunds, &events) {
+                if now >= *answered_at.get_or_insert(now) + plan.settle {
+                    break;
+                }
+            } else if now >= over + plan.outcome_timeout {
+                tracing::warn!("outcome timeout: refunds left without an outcome");
+                break;
+            }
+            match tokio::time::timeout(IDLE_CHECK, listener.events.recv()).await {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => break,
+                Err(_idle) => {}
+            }
+        }
+    }
+    listener.stop();
 
     let finished = first_outcome.iter().flatten().max().copied().unwrap_or_else(Instant::now);
     let elapsed = finished.saturating_duration_since(started);
@@ -124,12 +159,18 @@ where
     let answered = samples.len();
 
     let balances = read_balances(target, plan, accounts).await?;
-    let verdict = verify(&workload.orders, accounts, &events, &balances);
+    let refund_verdict = verify_refunds(&workload.orders, &refunds, &events);
+    let mut verdict =
+        verify_with_refunds(&workload.orders, accounts, &events, &balances, &refund_verdict.refunded_per_order);
+    verdict.violations.extend(refund_verdict.violations);
     Ok(Report {
         orders: order_count,
         messages_produced: produced.load(Ordering::Relaxed),
         duplicates_produced: workload.count(MessageKind::Duplicate),
         resends_produced: workload.count(MessageKind::Resend),
+        refunds_produced: refunds.len(),
+        refunded: refund_verdict.refunded,
+        refund_failed: refund_verdict.failed,
         paid: verdict.paid,
         failed: verdict.failed,
         without_outcome: verdict.without_outcome,

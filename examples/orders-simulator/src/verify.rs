@@ -49,13 +49,26 @@ struct Outcomes {
 ///
 /// `balances` is indexed like `accounts.accounts`; `orders[i].user` indexes both.
 pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], balances: &[Decimal]) -> Verdict {
+    verify_with_refunds(orders, accounts, events, balances, &HashMap::new())
+}
+
+/// [`verify`] after refunds: the refund events are left to
+/// [`verify_refunds`](crate::verify_refunds), and each balance must equal the opening balance
+/// less the paid orders plus `refunded` (money credited back, by order index).
+pub fn verify_with_refunds(
+    orders: &[Order],
+    accounts: &Accounts,
+    events: &[OutcomeEvent],
+    balances: &[Decimal],
+    refunded: &HashMap<usize, Decimal>,
+) -> Verdict {
     let mut verdict = Verdict::default();
     let by_key: HashMap<String, usize> = orders.iter().enumerate().map(|(index, order)| (order.key(), index)).collect();
     let mut outcomes: Vec<Outcomes> = orders.iter().map(|_| Outcomes::default()).collect();
     let mut owner_of_event: HashMap<String, usize> = HashMap::new();
     let violations = &mut verdict.violations;
 
-    for event in events {
+    for event in events.iter().filter(|e| matches!(e.kind, OutcomeKind::Paid | OutcomeKind::Failed)) {
         let key_in_body = id_text(&event.body["order_id"]);
         let Some(&index) = key_in_body.as_ref().or(event.key.as_ref()).and_then(|key| by_key.get(key)) else {
             verdict.foreign_events += 1;
@@ -66,7 +79,7 @@ pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], ba
         let name = order.key();
         let topic = match event.kind {
             OutcomeKind::Paid => "order.paid",
-            OutcomeKind::Failed => "order.payment_failed",
+            _ => "order.payment_failed",
         };
         let mut wrong = |what: String| violations.push(format!("order {name}: {topic} {what}"));
         if !event.body.is_object() {
@@ -117,7 +130,7 @@ pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], ba
                 }
                 outcome.paid_event_ids.insert(event_id.to_string());
             }
-            OutcomeKind::Failed => {
+            OutcomeKind::Failed | OutcomeKind::Refunded | OutcomeKind::RefundFailed => {
                 if body["status"] != "failed" {
                     wrong(format!("has status {}, expected \"failed\"", body["status"]));
                 }
@@ -134,6 +147,11 @@ pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], ba
     }
 
     let mut paid_by_user = vec![Decimal::ZERO; accounts.accounts.len()];
+    for (order, amount) in refunded {
+        if let Some(total) = orders.get(*order).and_then(|o| paid_by_user.get_mut(o.user)) {
+            *total -= *amount;
+        }
+    }
     for (order, outcome) in orders.iter().zip(&outcomes) {
         let name = order.key();
         let paid = !outcome.paid_event_ids.is_empty();
@@ -186,7 +204,7 @@ pub fn verify(orders: &[Order], accounts: &Accounts, events: &[OutcomeEvent], ba
         let expected = account.opening_balance - paid;
         if *balance != expected {
             violations.push(format!(
-                "user {}: balance {balance}, expected {expected} (opening {} − paid {paid})",
+                "user {}: balance {balance}, expected {expected} (opening {} − paid net of refunds {paid})",
                 account.header(),
                 account.opening_balance
             ));

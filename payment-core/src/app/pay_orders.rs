@@ -1,5 +1,5 @@
-//! `PayOrders`: a batch of `pay.order` commands in one unit of work (a single command is a batch
-//! of one).
+//! `PayOrders`: a batch of `pay.order` and `refund.order` commands in one unit of work (a single
+//! command is a batch of one).
 
 use std::collections::HashMap;
 
@@ -46,10 +46,14 @@ impl<S: Store> Payments<S> {
         let keys = BatchKeys::of(batch.iter().filter(|m| claimed.contains(&m.identity)));
         let accounts = tx.lock_accounts(&keys.users).await?;
         let payments = tx.load_payments(&keys.orders).await?;
+        // A batch of payments only has no refund to load: it pays no extra statement.
+        let refunds =
+            if keys.refunds.is_empty() { Vec::new() } else { tx.load_refunds(&keys.orders, &keys.refunds).await? };
         let state = BatchState {
             claimed,
             accounts: accounts.into_iter().map(|a| (a.user_id.clone(), a)).collect(),
             payments: payments.into_iter().map(|p| (p.order_id.clone(), p)).collect(),
+            refunds: refunds.into_iter().map(|r| (r.refund_id.clone(), r)).collect(),
         };
         let decision = decide_payments(state, batch, self.clock.now(), &mut uuid::Uuid::new_v4);
         tx.apply(&decision.effects).await?;

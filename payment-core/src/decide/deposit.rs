@@ -141,6 +141,7 @@ pub fn decide_deposits(
                 amount: request.amount,
                 balance_after: balance,
                 order_id: None,
+                refund_id: None,
                 created_at: now,
             });
             if let Some(key) = key {

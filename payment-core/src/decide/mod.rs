@@ -5,6 +5,7 @@
 mod deposit;
 mod effects;
 mod pay_orders;
+mod refund_orders;
 
 pub use deposit::{
     decide_deposit, decide_deposits, DepositDecision, DepositKeys, DepositRefusal, DepositRequest, DepositState,
@@ -15,5 +16,7 @@ pub use pay_orders::{decide_payments, BatchKeys, BatchState, Decision, Outcome};
 
 #[cfg(test)]
 mod deposit_tests;
+#[cfg(test)]
+mod refund_tests;
 #[cfg(test)]
 mod tests;

@@ -1,18 +1,23 @@
-//! The decision for a batch of `pay.order` commands (SPEC §4 semantics 1–5), as a pure function.
+//! The decision for a batch of `pay.order` and `refund.order` commands (SPEC §4 semantics 1–5),
+//! as a pure function.
 //!
 //! The store loads a [`BatchState`] for the batch's [`BatchKeys`]; [`decide_payments`] returns each
 //! command's [`Outcome`] and the [`Effects`] to write. Commands are applied in order, so a later
-//! command of the batch sees the payments and balances of the earlier ones.
+//! command of the batch sees the payments, refunds and balances of the earlier ones. Refunds are
+//! decided by the same pass (`refund_orders.rs`): a batch may mix both kinds, as a consumer of
+//! both topics reads them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{BalanceUpdate, Effects};
 use crate::domain::{
     Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryKind, FailureReason, Inbound, LedgerEntry,
-    MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, UserId,
+    MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund, RefundFailureReason,
+    RefundId, UserId,
 };
 
 /// What a store must load for a batch: one call each.
@@ -22,8 +27,11 @@ pub struct BatchKeys {
     pub messages: Vec<MessageId>,
     /// Distinct users with a valid command, sorted: accounts are locked in this order.
     pub users: Vec<UserId>,
-    /// Distinct order ids, sorted, whose earlier payments are loaded.
+    /// Distinct order ids, sorted, whose earlier payments (and refunds) are loaded.
     pub orders: Vec<OrderId>,
+    /// Distinct refund ids, sorted, whose earlier refunds are loaded; empty for a batch without
+    /// refund commands (which then needs no refund load at all).
+    pub refunds: Vec<RefundId>,
 }
 
 impl BatchKeys {
@@ -33,6 +41,7 @@ impl BatchKeys {
         let mut messages = Vec::new();
         let mut users = Vec::new();
         let mut orders = Vec::new();
+        let mut refunds = Vec::new();
         for message in batch {
             if seen.insert(&message.identity) {
                 messages.push(message.identity.clone());
@@ -43,14 +52,25 @@ impl BatchKeys {
                     orders.push(order.order_id.clone());
                 }
                 Command::Invalid { order_id, .. } => orders.push(order_id.clone()),
+                Command::Refund(refund) => {
+                    users.push(refund.user_id.clone());
+                    orders.push(refund.order_id.clone());
+                    refunds.push(refund.refund_id.clone());
+                }
+                Command::InvalidRefund { refund_id, order_id, .. } => {
+                    orders.push(order_id.id.clone());
+                    refunds.push(refund_id.id.clone());
+                }
                 Command::Undecodable { .. } => {}
             }
         }
+        refunds.sort();
+        refunds.dedup();
         users.sort();
         users.dedup();
         orders.sort();
         orders.dedup();
-        Self { messages, users, orders }
+        Self { messages, users, orders, refunds }
     }
 }
 
@@ -63,6 +83,8 @@ pub struct BatchState {
     pub accounts: HashMap<UserId, Account>,
     /// Earlier successful payments of the batch's order ids.
     pub payments: HashMap<OrderId, Payment>,
+    /// Earlier successful refunds of the batch's order ids and refund ids.
+    pub refunds: HashMap<RefundId, Refund>,
 }
 
 /// What happened to one command.
@@ -95,6 +117,26 @@ pub enum Outcome {
     },
     /// The message was processed before (or earlier in this batch): no effect, nothing emitted.
     Redelivered,
+    /// Credited back; `order.refunded` emitted.
+    Refunded {
+        /// Identifies the credit.
+        transaction_id: Uuid,
+        /// Identifies the `order.refunded` event.
+        event_id: Uuid,
+    },
+    /// Not credited; `order.refund_failed` emitted.
+    RefundFailed {
+        /// Why nothing was credited.
+        reason: RefundFailureReason,
+        /// Identifies the `order.refund_failed` event.
+        event_id: Uuid,
+    },
+    /// The refund id was applied before for the same order, user and amount asked: the original
+    /// `order.refunded` is emitted again, nothing is credited.
+    AlreadyRefunded {
+        /// The `event_id` of the original `order.refunded`.
+        event_id: Uuid,
+    },
 }
 
 impl Outcome {
@@ -106,6 +148,9 @@ impl Outcome {
             Outcome::AlreadyPaid { .. } => "already_paid",
             Outcome::DeadLettered { .. } => "dead_lettered",
             Outcome::Redelivered => "redelivered",
+            Outcome::Refunded { .. } => "refunded",
+            Outcome::RefundFailed { .. } => "refund_failed",
+            Outcome::AlreadyRefunded { .. } => "already_refunded",
         }
     }
 }
@@ -126,7 +171,8 @@ pub fn decide_payments(
     now: DateTime<Utc>,
     new_id: &mut dyn FnMut() -> Uuid,
 ) -> Decision {
-    let mut decider = Decider { state, loaded: BTreeMap::new(), effects: Effects::default(), now, new_id };
+    let refunded = refunded_per_order(&state.refunds);
+    let mut decider = Decider { state, refunded, loaded: BTreeMap::new(), effects: Effects::default(), now, new_id };
     let mut seen = HashSet::new();
     let outcomes = batch
         .iter()
@@ -141,13 +187,23 @@ pub fn decide_payments(
     Decision { outcomes, effects: decider.finish() }
 }
 
-struct Decider<'a> {
-    state: BatchState,
+pub(super) struct Decider<'a> {
+    pub(super) state: BatchState,
+    /// How much of each order's payment is refunded so far, loaded and decided.
+    pub(super) refunded: HashMap<OrderId, Decimal>,
     /// Balance of each account as loaded, to emit one guarded update per account at the end.
-    loaded: BTreeMap<UserId, Balance>,
-    effects: Effects,
-    now: DateTime<Utc>,
-    new_id: &'a mut dyn FnMut() -> Uuid,
+    pub(super) loaded: BTreeMap<UserId, Balance>,
+    pub(super) effects: Effects,
+    pub(super) now: DateTime<Utc>,
+    pub(super) new_id: &'a mut dyn FnMut() -> Uuid,
+}
+
+fn refunded_per_order(refunds: &HashMap<RefundId, Refund>) -> HashMap<OrderId, Decimal> {
+    let mut sums: HashMap<OrderId, Decimal> = HashMap::new();
+    for refund in refunds.values() {
+        *sums.entry(refund.order_id.clone()).or_default() += refund.amount.value();
+    }
+    sums
 }
 
 impl Decider<'_> {
@@ -179,6 +235,16 @@ impl Decider<'_> {
                 }
                 None => self.attempt(message, order),
             },
+            Command::Refund(refund) => self.refund(message, refund),
+            Command::InvalidRefund { refund_id, .. } if self.state.refunds.contains_key(&refund_id.id) => self
+                .dead_letter(
+                    message,
+                    DeadLetterReason::ConflictingDuplicate,
+                    format!("refund {} is already applied; an invalid command for it is not applied", refund_id.id),
+                ),
+            Command::InvalidRefund { refund_id, order_id, user_id, amount, reason } => {
+                self.fail_refund(message, refund_id.clone(), order_id.clone(), user_id.clone(), amount.clone(), *reason)
+            }
         }
     }
 
@@ -207,6 +273,7 @@ impl Decider<'_> {
             amount: order.amount,
             balance_after: after,
             order_id: Some(order.order_id.clone()),
+            refund_id: None,
             created_at: self.now,
         });
         self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(&payment, order.id_types), &message.identity));
@@ -243,7 +310,7 @@ impl Decider<'_> {
         Outcome::Failed { reason, event_id: event.event_id }
     }
 
-    fn dead_letter(&mut self, message: &Inbound, reason: DeadLetterReason, detail: String) -> Outcome {
+    pub(super) fn dead_letter(&mut self, message: &Inbound, reason: DeadLetterReason, detail: String) -> Outcome {
         // Cut here, once: the stored dead letter and its outbox record carry the same bytes.
         let (payload, payload_original_bytes) = DeadLetter::capped_payload(&message.payload);
         let letter = DeadLetter {

@@ -39,6 +39,7 @@ fn state(batch: &[Inbound], balances: &[(&str, i64)], paid: &[Payment]) -> Batch
             })
             .collect(),
         payments: paid.iter().map(|p| (p.order_id.clone(), p.clone())).collect(),
+        refunds: HashMap::new(),
     }
 }
 

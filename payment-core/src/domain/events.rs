@@ -4,7 +4,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Amount, DeadLetter, Echoed, FailureReason, IdTypes, MessageId, OrderId, Payment, UserId};
+use super::{
+    Amount, DeadLetter, Echoed, FailureReason, IdTypes, MessageId, OrderId, OrderRefundFailed, OrderRefunded, Payment,
+    UserId,
+};
 
 /// `order.paid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,7 +66,7 @@ pub struct OrderPaymentFailed {
     pub failed_at: DateTime<Utc>,
 }
 
-fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
@@ -76,11 +79,21 @@ pub enum EventKind {
     OrderPaymentFailed,
     /// `pay.order.dlq`: a message that was not applied.
     DeadLetter,
+    /// `order.refunded`.
+    OrderRefunded,
+    /// `order.refund_failed`.
+    OrderRefundFailed,
 }
 
 impl EventKind {
     /// Every kind, e.g. to check that each has a topic.
-    pub const ALL: [EventKind; 3] = [EventKind::OrderPaid, EventKind::OrderPaymentFailed, EventKind::DeadLetter];
+    pub const ALL: [EventKind; 5] = [
+        EventKind::OrderPaid,
+        EventKind::OrderPaymentFailed,
+        EventKind::DeadLetter,
+        EventKind::OrderRefunded,
+        EventKind::OrderRefundFailed,
+    ];
 
     /// The stable name stored with the row and sent as the `event-type` header.
     pub fn as_str(self) -> &'static str {
@@ -88,6 +101,8 @@ impl EventKind {
             EventKind::OrderPaid => "order.paid",
             EventKind::OrderPaymentFailed => "order.payment_failed",
             EventKind::DeadLetter => "pay.order.dlq",
+            EventKind::OrderRefunded => "order.refunded",
+            EventKind::OrderRefundFailed => "order.refund_failed",
         }
     }
 
@@ -119,6 +134,16 @@ impl OutboxEvent {
     /// `order.payment_failed` with the SPEC §4 headers; `correlation` is the command that caused it.
     pub fn failed(event: &OrderPaymentFailed, correlation: &MessageId) -> Self {
         Self::outcome(EventKind::OrderPaymentFailed, event.event_id, &event.order_id.id, correlation, event)
+    }
+
+    /// `order.refunded` with the SPEC §4 headers; `correlation` is the command that caused it.
+    pub fn refunded(event: &OrderRefunded, correlation: &MessageId) -> Self {
+        Self::outcome(EventKind::OrderRefunded, event.event_id, &event.order_id.id, correlation, event)
+    }
+
+    /// `order.refund_failed` with the SPEC §4 headers; `correlation` is the command that caused it.
+    pub fn refund_failed(event: &OrderRefundFailed, correlation: &MessageId) -> Self {
+        Self::outcome(EventKind::OrderRefundFailed, event.event_id, &event.order_id.id, correlation, event)
     }
 
     fn outcome(

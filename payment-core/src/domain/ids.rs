@@ -1,5 +1,5 @@
-//! Identifiers, each validated once at the edge: [`UserId`], [`OrderId`], [`MessageId`],
-//! [`IdempotencyKey`].
+//! Identifiers, each validated once at the edge: [`UserId`], [`OrderId`], [`RefundId`],
+//! [`MessageId`], [`IdempotencyKey`].
 //!
 //! User and order ids arrive from Kafka as JSON strings or integers; `42` and `"42"` are the same
 //! id, so integers are kept as their decimal text.
@@ -99,6 +99,12 @@ identifier!(
 identifier!(
     /// A shop order: 1..=128 printable ASCII characters, no whitespace.
     OrderId, "order_id", max = 128, allowed = "printable ASCII without whitespace",
+    |c| c.is_ascii_graphic()
+);
+identifier!(
+    /// A shop's refund of (part of) an order: 1..=128 printable ASCII characters, no whitespace.
+    /// Applied at most once, ever.
+    RefundId, "refund_id", max = 128, allowed = "printable ASCII without whitespace",
     |c| c.is_ascii_graphic()
 );
 identifier!(
@@ -202,6 +208,7 @@ macro_rules! string_or_integer {
 
 string_or_integer!(UserId, "user_id");
 string_or_integer!(OrderId, "order_id");
+string_or_integer!(RefundId, "refund_id");
 
 macro_rules! string_only {
     ($name:ident) => {

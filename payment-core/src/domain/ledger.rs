@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Amount, Balance, OrderId, UserId};
+use super::{Amount, Balance, OrderId, RefundId, UserId};
 
 /// What moved money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -14,6 +14,8 @@ pub enum EntryKind {
     Deposit,
     /// Money out, for an order.
     Payment,
+    /// Money back in, for (part of) a paid order.
+    Refund,
 }
 
 impl EntryKind {
@@ -22,6 +24,7 @@ impl EntryKind {
         match self {
             EntryKind::Deposit => "deposit",
             EntryKind::Payment => "payment",
+            EntryKind::Refund => "refund",
         }
     }
 }
@@ -40,9 +43,12 @@ pub struct LedgerEntry {
     pub amount: Amount,
     /// The account's balance right after this entry.
     pub balance_after: Balance,
-    /// The order paid, for a payment; `None` for a deposit.
+    /// The order paid or refunded; `None` for a deposit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
+    /// The refund, for a refund entry (linked to the order's payment by `order_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<RefundId>,
     /// When the entry was committed.
     pub created_at: DateTime<Utc>,
 }

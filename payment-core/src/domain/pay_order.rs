@@ -1,4 +1,4 @@
-//! `pay.order` commands as they arrive: decoded once, here, into what the batch decision needs.
+//! `pay.order` commands as they arrive (and the [`Inbound`] envelope `refund.order` shares): decoded once, here, into what the batch decision needs.
 //!
 //! Decoding never fails: a message that cannot be a payment still gets an identity and a verdict,
 //! so that it is claimed in the inbox and dead-lettered exactly once instead of blocking its
@@ -7,7 +7,10 @@
 use serde_json::Value;
 
 use super::money::decimal_from_json;
-use super::{Amount, DeadLetterReason, Echoed, FailureReason, JsonIdType, MessageId, OrderId, Origin, UserId};
+use super::{
+    Amount, DeadLetterReason, Echoed, FailureReason, JsonIdType, MessageId, OrderId, Origin, RefundFailureReason,
+    RefundId, RefundOrder, UserId,
+};
 
 /// Largest `pay.order` payload decoded; larger ones are dead-lettered as malformed.
 pub const MAX_PAY_ORDER_BYTES: usize = 64 * 1024;
@@ -60,7 +63,24 @@ pub enum Command {
         /// The reason `order.payment_failed` carries.
         reason: FailureReason,
     },
-    /// No order id can be recovered: the message goes to the dead-letter topic.
+    /// A refund to attempt (`refund.order`).
+    Refund(RefundOrder),
+    /// A refund that fails as a business outcome (`order.refund_failed`): the refund and order
+    /// ids are known, but the user or the amount is not valid.
+    InvalidRefund {
+        /// The refund id and its JSON type.
+        refund_id: Echoed<RefundId>,
+        /// The order id and its JSON type.
+        order_id: Echoed<OrderId>,
+        /// `user_id` exactly as received (`null` when absent).
+        user_id: Value,
+        /// `amount` exactly as received; `None` when absent (a refund of what is left).
+        amount: Option<Value>,
+        /// The reason `order.refund_failed` carries.
+        reason: RefundFailureReason,
+    },
+    /// No order id (or, for a refund, no refund id) can be recovered: the message goes to the
+    /// dead-letter topic.
     Undecodable {
         /// The dead letter's machine-readable reason.
         reason: DeadLetterReason,
@@ -99,30 +119,41 @@ impl Inbound {
     /// header, else `"<topic>/<partition>/<offset>"` (SPEC §4). An invalid `message_id` field or
     /// header is ignored in favour of the next rule, which is still unique per record.
     pub fn decode(payload: &[u8], message_id_header: Option<&str>, origin: Origin) -> Self {
-        let json = if payload.len() > MAX_PAY_ORDER_BYTES {
-            Err(format!("payload of {} bytes exceeds {MAX_PAY_ORDER_BYTES}", payload.len()))
-        } else {
-            match serde_json::from_slice::<Value>(payload) {
-                Ok(Value::Object(fields)) => Ok(fields),
-                Ok(_) => Err("payload is JSON but not an object".to_string()),
-                Err(error) => Err(format!("payload is not JSON: {error}")),
-            }
-        };
-        let from_field = json
-            .as_ref()
-            .ok()
-            .and_then(|fields| fields.get("message_id"))
-            .and_then(Value::as_str)
-            .and_then(|id| MessageId::new(id).ok());
-        let identity = from_field
-            .or_else(|| message_id_header.and_then(|id| MessageId::new(id).ok()))
-            .unwrap_or_else(|| MessageId::of_position(&origin.topic, origin.partition, origin.offset));
+        let (identity, json) = envelope(payload, message_id_header, &origin);
         let command = match json {
             Ok(fields) => command_of(&fields),
             Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
         };
         Self { identity, origin: Some(origin), payload: payload.to_vec(), command }
     }
+}
+
+/// The inbox identity of a record and its JSON object (or why it is not one), shared by every
+/// command topic: `message_id` field, else `message-id` header, else the record's position.
+pub(super) fn envelope(
+    payload: &[u8],
+    message_id_header: Option<&str>,
+    origin: &Origin,
+) -> (MessageId, Result<serde_json::Map<String, Value>, String>) {
+    let json = if payload.len() > MAX_PAY_ORDER_BYTES {
+        Err(format!("payload of {} bytes exceeds {MAX_PAY_ORDER_BYTES}", payload.len()))
+    } else {
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(fields)) => Ok(fields),
+            Ok(_) => Err("payload is JSON but not an object".to_string()),
+            Err(error) => Err(format!("payload is not JSON: {error}")),
+        }
+    };
+    let from_field = json
+        .as_ref()
+        .ok()
+        .and_then(|fields| fields.get("message_id"))
+        .and_then(Value::as_str)
+        .and_then(|id| MessageId::new(id).ok());
+    let identity = from_field
+        .or_else(|| message_id_header.and_then(|id| MessageId::new(id).ok()))
+        .unwrap_or_else(|| MessageId::of_position(&origin.topic, origin.partition, origin.offset));
+    (identity, json)
 }
 
 fn command_of(fields: &serde_json::Map<String, Value>) -> Command {
@@ -209,6 +240,7 @@ mod tests {
             Command::Pay(_) => "pay".to_string(),
             Command::Invalid { reason, .. } => reason.as_str().to_string(),
             Command::Undecodable { reason, .. } => format!("dlq:{}", reason.as_str()),
+            other => panic!("a pay.order record decoded as {other:?}"),
         };
         assert_eq!(reason("{"), "dlq:malformed_json");
         assert_eq!(reason("[1]"), "dlq:malformed_json");

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::decide::Effects;
 use crate::domain::{
     Account, DeadLetter, IdempotencyKey, IdempotencyRecord, LedgerPosition, MessageId, OrderId, OutboxEvent, Payment,
-    StatementEntry, UserId,
+    Refund, RefundId, StatementEntry, UserId,
 };
 use crate::ports::StoreError;
 
@@ -37,6 +37,10 @@ pub(crate) struct State {
     pub ledger: HashMap<UserId, Vec<StatementEntry>>,
     pub last_position: i64,
     pub payments: HashMap<OrderId, Payment>,
+    pub refunds: HashMap<RefundId, Refund>,
+    /// The refund ids of each order, in the order applied, so an order's refunds are found
+    /// without a scan of all refunds.
+    pub refunds_by_order: HashMap<OrderId, Vec<RefundId>>,
     pub inbox: HashMap<MessageId, DateTime<Utc>>,
     pub outbox: Vec<OutboxRow>,
     pub dead_letters: Vec<DeadLetter>,
@@ -51,6 +55,7 @@ pub(crate) enum Undo {
     Balance(Account),
     Ledger(UserId),
     Payment(OrderId),
+    Refund(RefundId),
     Outbox,
     DeadLetter,
     Idempotency((UserId, IdempotencyKey)),
@@ -64,10 +69,26 @@ impl State {
             Undo::Balance(account) => drop(self.accounts.insert(account.user_id.clone(), account)),
             Undo::Ledger(user) => drop(self.ledger.get_mut(&user).and_then(Vec::pop)),
             Undo::Payment(order) => drop(self.payments.remove(&order)),
+            Undo::Refund(id) => {
+                if let Some(refund) = self.refunds.remove(&id) {
+                    if let Some(ids) = self.refunds_by_order.get_mut(&refund.order_id) {
+                        ids.retain(|other| *other != id);
+                    }
+                }
+            }
             Undo::Outbox => drop(self.outbox.pop()),
             Undo::DeadLetter => drop(self.dead_letters.pop()),
             Undo::Idempotency(key) => drop(self.idempotency.remove(&key)),
         }
+    }
+
+    /// Every refund of `orders`, and those of `ids` (which may belong to other orders), once each.
+    pub fn refunds_of(&self, orders: &[OrderId], ids: &[RefundId]) -> Vec<Refund> {
+        let of_orders = orders.iter().filter_map(|order| self.refunds_by_order.get(order)).flatten();
+        let mut wanted: Vec<&RefundId> = of_orders.chain(ids).collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted.into_iter().filter_map(|id| self.refunds.get(id).cloned()).collect()
     }
 
     /// Checks every guard of `effects` before writing anything, so a refused apply writes nothing.
@@ -88,6 +109,12 @@ impl State {
         for payment in &effects.payments {
             if self.payments.contains_key(&payment.order_id) || !orders.insert(&payment.order_id) {
                 return Err(StoreError::Conflict(format!("order {} already has a payment", payment.order_id)));
+            }
+        }
+        let mut refunds = HashSet::new();
+        for refund in &effects.refunds {
+            if self.refunds.contains_key(&refund.refund_id) || !refunds.insert(&refund.refund_id) {
+                return Err(StoreError::Conflict(format!("refund {} is already applied", refund.refund_id)));
             }
         }
         let mut keys = HashSet::new();
@@ -123,6 +150,11 @@ impl State {
         for payment in &effects.payments {
             self.payments.insert(payment.order_id.clone(), payment.clone());
             undo.push(Undo::Payment(payment.order_id.clone()));
+        }
+        for refund in &effects.refunds {
+            self.refunds.insert(refund.refund_id.clone(), refund.clone());
+            self.refunds_by_order.entry(refund.order_id.clone()).or_default().push(refund.refund_id.clone());
+            undo.push(Undo::Refund(refund.refund_id.clone()));
         }
         for event in &effects.outbox {
             let id = self.outbox.last().map_or(1, |row| row.id + 1);

@@ -9,7 +9,9 @@ use tokio::sync::{watch, OwnedMutexGuard};
 
 use super::state::{State, Undo};
 use crate::decide::Effects;
-use crate::domain::{Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, UserId};
+use crate::domain::{
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, UserId,
+};
 use crate::ports::{StoreError, UnitOfWork};
 
 /// Holds the store's lock until it commits, rolls back or is dropped (which rolls back).
@@ -60,6 +62,10 @@ impl UnitOfWork for MemoryTx {
 
     async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError> {
         Ok(orders.iter().filter_map(|order| self.state.payments.get(order).cloned()).collect())
+    }
+
+    async fn load_refunds(&mut self, orders: &[OrderId], refunds: &[RefundId]) -> Result<Vec<Refund>, StoreError> {
+        Ok(self.state.refunds_of(orders, refunds))
     }
 
     async fn load_idempotency_many(

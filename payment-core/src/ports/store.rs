@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::decide::Effects;
 use crate::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, StatementEntry, StatementPage, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, StatementEntry,
+    StatementPage, UserId,
 };
 
 /// A storage failure, already translated from the adapter's own error type.
@@ -84,6 +85,13 @@ pub trait UnitOfWork: Send {
     /// by a concurrent batch on other accounts.
     async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError>;
 
+    /// The earlier successful refunds of these orders (every one, so what is left to refund is
+    /// known) and of these refund ids (a refund id re-used for another order), in no particular
+    /// order. Called after [`load_payments`](UnitOfWork::load_payments), under its order locks, and
+    /// only for a batch with refund commands; a refund id is unique, so a concurrent unit of work
+    /// applying the same one for another order fails [`apply`](UnitOfWork::apply) with a conflict.
+    async fn load_refunds(&mut self, orders: &[OrderId], refunds: &[RefundId]) -> Result<Vec<Refund>, StoreError>;
+
     /// The deposits made earlier under these `(user, idempotency key)` pairs (given sorted), in no
     /// particular order; a pair with none is left out. Called after the accounts are locked, so it
     /// sees every record committed before the locks were granted.
@@ -96,7 +104,8 @@ pub trait UnitOfWork: Send {
     async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError>;
 
     /// Writes all effects. A balance update whose `from` no longer matches, a second payment for
-    /// an order id or a second record for an idempotency key is a [`StoreError::Conflict`].
+    /// an order id, a second refund for a refund id or a second record for an idempotency key is a
+    /// [`StoreError::Conflict`].
     async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError>;
 
     /// Makes everything durable at once and emits the new outbox rows.

@@ -1,5 +1,6 @@
 //! The contract every store must honour: one test per rule of SPEC §2 and §4, written once
-//! against the ports and run by each store through [`crate::store_contract_tests!`].
+//! against the ports and run by each store through [`crate::store_contract_tests!`]. The refund
+//! rules live in `contract_refunds.rs` and are re-exported here, so the macro finds them too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -49,7 +50,26 @@ pub fn pay(message_id: &str, order: &str, user: &str, amount: &str) -> Inbound {
     )
 }
 
-async fn funded<S: Store>(payments: &Payments<S>, who: &str, deposit: &str) {
+/// A `refund.order` record as the consumer would decode it.
+pub fn raw_refund(message_id: &str, json: &str) -> Inbound {
+    let origin = Origin { topic: "refund.order".into(), partition: 0, offset: OFFSET.fetch_add(1, Ordering::Relaxed) };
+    Inbound::decode_refund(json.as_bytes(), Some(message_id), origin)
+}
+
+/// A valid `refund.order` command; `amount` `None` asks for what is left.
+pub fn refund(message_id: &str, refund_id: &str, order: &str, user: &str, amount: Option<&str>) -> Inbound {
+    let amount = amount.map(|a| format!(r#","amount":"{a}""#)).unwrap_or_default();
+    raw_refund(
+        message_id,
+        &format!(
+            r#"{{"message_id":"{message_id}","refund_id":"{refund_id}","order_id":"{order}","user_id":"{user}"{amount}}}"#
+        ),
+    )
+}
+
+pub use super::contract_refunds::*;
+
+pub(super) async fn funded<S: Store>(payments: &Payments<S>, who: &str, deposit: &str) {
     let id = user(who);
     payments.create_account(&id).await.unwrap_or_else(|e| panic!("create {who}: {e}"));
     if deposit != "0" {
@@ -57,12 +77,12 @@ async fn funded<S: Store>(payments: &Payments<S>, who: &str, deposit: &str) {
     }
 }
 
-async fn fresh<F: StoreFactory>(factory: &F) -> (Payments<F::Store>, F::Store) {
+pub(super) async fn fresh<F: StoreFactory>(factory: &F) -> (Payments<F::Store>, F::Store) {
     let store = factory.fresh().await;
     (Payments::new(store.clone()), store)
 }
 
-async fn checked<S: Inspect>(store: &S) -> Snapshot {
+pub(super) async fn checked<S: Inspect>(store: &S) -> Snapshot {
     let snapshot = store.snapshot().await;
     if let Err(broken) = snapshot.check_invariants() {
         panic!("invariant broken: {broken}\n{snapshot:#?}");
@@ -80,7 +100,7 @@ fn everything_old() -> RetentionPolicy {
     }
 }
 
-fn json(payload: &[u8]) -> serde_json::Value {
+pub(super) fn json(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).unwrap_or_else(|e| panic!("outbox payload is not JSON: {e}"))
 }
 
@@ -200,7 +220,7 @@ pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &
     for pair in pages.windows(2) {
         let (newer, older) = (&pair[0].entry, &pair[1].entry);
         let delta = match newer.kind {
-            EntryKind::Deposit => newer.amount.value(),
+            EntryKind::Deposit | EntryKind::Refund => newer.amount.value(),
             EntryKind::Payment => -newer.amount.value(),
         };
         assert_eq!(older.balance_after.value() + delta, newer.balance_after.value(), "balance_after chains");
@@ -552,7 +572,8 @@ pub async fn fault_at_any_step_leaves_nothing<F: StoreFactory>(factory: &F) {
         funded(&payments, "u1", "10").await;
         let key = IdempotencyKey::new("k").unwrap();
         let before = checked(&store).await;
-        let batch = [pay("m-1", "o-1", "u1", "4"), raw("m-2", "garbage")];
+        // A payment and a refund of part of it, so every load of a batch is a step.
+        let batch = [pay("m-1", "o-1", "u1", "4"), raw("m-2", "garbage"), refund("m-3", "r-1", "o-1", "u1", Some("1"))];
 
         store.arm(point);
         let paid = payments.pay_orders(&batch).await;
@@ -585,14 +606,14 @@ pub async fn fault_at_any_step_leaves_nothing<F: StoreFactory>(factory: &F) {
         let expected_balance = money(match (fired, fired_deposit) {
             (true, true) => "10",
             (true, false) => "11",
-            (false, true) => "6",
-            (false, false) => "7",
+            (false, true) => "7",
+            (false, false) => "8",
         });
         assert_eq!(after.balance("u1"), Some(expected_balance), "{point:?}");
         if fired {
             assert_eq!(
-                (after.inbox.len(), after.outbox.len(), after.payments.len()),
-                (0, 0, 0),
+                (after.inbox.len(), after.outbox.len(), after.payments.len(), after.refunds.len()),
+                (0, 0, 0, 0),
                 "{point:?}: nothing of the batch"
             );
         }

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use super::{Inspect, Snapshot};
 use crate::decide::Effects;
 use crate::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, StatementEntry, StatementPage, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, StatementEntry,
+    StatementPage, UserId,
 };
 use crate::ports::{Store, StoreError, UnitOfWork};
 
@@ -25,6 +26,8 @@ pub enum FaultPoint {
     LockAccounts,
     /// [`UnitOfWork::load_payments`].
     LoadPayments,
+    /// [`UnitOfWork::load_refunds`].
+    LoadRefunds,
     /// [`UnitOfWork::load_idempotency_many`].
     LoadIdempotency,
     /// [`UnitOfWork::insert_account`].
@@ -40,11 +43,12 @@ pub enum FaultPoint {
 
 impl FaultPoint {
     /// Every step, in the order a unit of work passes them.
-    pub const ALL: [FaultPoint; 9] = [
+    pub const ALL: [FaultPoint; 10] = [
         FaultPoint::Begin,
         FaultPoint::ClaimMessages,
         FaultPoint::LockAccounts,
         FaultPoint::LoadPayments,
+        FaultPoint::LoadRefunds,
         FaultPoint::LoadIdempotency,
         FaultPoint::InsertAccount,
         FaultPoint::Apply,
@@ -165,6 +169,11 @@ impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
     async fn load_payments(&mut self, orders: &[OrderId]) -> Result<Vec<Payment>, StoreError> {
         trip(&self.plan, FaultPoint::LoadPayments)?;
         self.inner.load_payments(orders).await
+    }
+
+    async fn load_refunds(&mut self, orders: &[OrderId], refunds: &[RefundId]) -> Result<Vec<Refund>, StoreError> {
+        trip(&self.plan, FaultPoint::LoadRefunds)?;
+        self.inner.load_refunds(orders, refunds).await
     }
 
     async fn load_idempotency_many(

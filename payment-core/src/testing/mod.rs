@@ -10,6 +10,7 @@
 //! ```
 
 pub mod contract;
+mod contract_refunds;
 pub mod faults;
 pub mod model;
 pub mod property;

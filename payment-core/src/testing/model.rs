@@ -1,5 +1,5 @@
-//! The reference model: the SPEC §2/§4 rules over plain maps, written independently of
-//! [`crate::decide`], as the oracle of the property test.
+//! The reference model: the SPEC §2/§4 rules (payments and refunds) over plain maps, written
+//! independently of [`crate::decide`], as the oracle of the property test.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use crate::app::Error;
 use crate::decide::Outcome;
 use crate::domain::{
-    Command, DeadLetterReason, EventKind, FailureReason, IdempotencyKey, Inbound, MessageId, OrderId, UserId,
-    MAX_BALANCE,
+    Command, DeadLetterReason, EventKind, FailureReason, IdempotencyKey, Inbound, MessageId, OrderId,
+    RefundFailureReason, RefundId, RefundOrder, UserId, MAX_BALANCE,
 };
 
 /// An outcome without its generated ids.
@@ -25,6 +25,12 @@ pub enum Expected {
     DeadLettered(DeadLetterReason),
     /// [`Outcome::Redelivered`].
     Redelivered,
+    /// [`Outcome::Refunded`].
+    Refunded,
+    /// [`Outcome::RefundFailed`], with its reason.
+    RefundFailed(RefundFailureReason),
+    /// [`Outcome::AlreadyRefunded`].
+    AlreadyRefunded,
 }
 
 impl From<Outcome> for Expected {
@@ -35,8 +41,24 @@ impl From<Outcome> for Expected {
             Outcome::AlreadyPaid { .. } => Expected::AlreadyPaid,
             Outcome::DeadLettered { reason } => Expected::DeadLettered(reason),
             Outcome::Redelivered => Expected::Redelivered,
+            Outcome::Refunded { .. } => Expected::Refunded,
+            Outcome::RefundFailed { reason, .. } => Expected::RefundFailed(reason),
+            Outcome::AlreadyRefunded { .. } => Expected::AlreadyRefunded,
         }
     }
+}
+
+/// A refund as the model keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRefund {
+    /// The order refunded.
+    pub order: OrderId,
+    /// The user credited.
+    pub user: UserId,
+    /// The amount the command asked; `None` for what was left.
+    pub asked: Option<Decimal>,
+    /// The amount credited.
+    pub amount: Decimal,
 }
 
 /// What a store should hold.
@@ -48,6 +70,8 @@ pub struct Model {
     pub deposits: BTreeMap<UserId, Decimal>,
     /// Paid orders: who paid and how much.
     pub paid: BTreeMap<OrderId, (UserId, Decimal)>,
+    /// Applied refunds: what they are for and how much was asked and credited.
+    pub refunds: BTreeMap<RefundId, ModelRefund>,
     /// Every message identity applied.
     pub inbox: BTreeSet<MessageId>,
     /// Idempotency keys: the amount asked and the balance answered.
@@ -91,6 +115,43 @@ impl Model {
         Ok((after, false))
     }
 
+    /// What user `user` got back from refunds, in total.
+    pub fn refunded_to(&self, user: &UserId) -> Decimal {
+        self.refunds.values().filter(|r| r.user == *user).map(|r| r.amount).sum()
+    }
+
+    /// What of order `order` is refunded, in total.
+    pub fn refunded_of(&self, order: &OrderId) -> Decimal {
+        self.refunds.values().filter(|r| r.order == *order).map(|r| r.amount).sum()
+    }
+
+    /// A valid refund: applied or re-published (`Ok`), failed (`Err(Some(reason))`) or a
+    /// conflicting duplicate (`Err(None)`).
+    fn refund_one(&mut self, command: &RefundOrder) -> Result<Expected, Option<RefundFailureReason>> {
+        let asked = command.amount.map(|a| a.value());
+        if let Some(done) = self.refunds.get(&command.refund_id) {
+            let same = done.order == command.order_id && done.user == command.user_id && done.asked == asked;
+            return if same { Ok(Expected::AlreadyRefunded) } else { Err(None) };
+        }
+        let (payer, paid) = self.paid.get(&command.order_id).ok_or(Some(RefundFailureReason::OrderNotPaid))?;
+        if *payer != command.user_id {
+            return Err(Some(RefundFailureReason::UserMismatch));
+        }
+        let left = *paid - self.refunded_of(&command.order_id);
+        let amount = asked.unwrap_or(left);
+        if amount > left || amount <= Decimal::ZERO {
+            return Err(Some(RefundFailureReason::ExceedsRefundable));
+        }
+        let balance = *self.balances.get(&command.user_id).ok_or(Some(RefundFailureReason::UserMismatch))?;
+        if balance + amount > MAX_BALANCE {
+            return Err(Some(RefundFailureReason::BalanceLimit));
+        }
+        self.balances.insert(command.user_id.clone(), balance + amount);
+        let refund = ModelRefund { order: command.order_id.clone(), user: command.user_id.clone(), asked, amount };
+        self.refunds.insert(command.refund_id.clone(), refund);
+        Ok(Expected::Refunded)
+    }
+
     /// The outcome of each message of a batch, as
     /// [`Payments::pay_orders`](crate::Payments::pay_orders) must decide them.
     pub fn pay(&mut self, batch: &[Inbound]) -> Vec<Expected> {
@@ -127,6 +188,15 @@ impl Model {
                     }
                 }
             }
+            Command::InvalidRefund { refund_id, reason, .. } => match self.refunds.contains_key(&refund_id.id) {
+                true => (EventKind::DeadLetter, Expected::DeadLettered(DeadLetterReason::ConflictingDuplicate)),
+                false => (EventKind::OrderRefundFailed, Expected::RefundFailed(*reason)),
+            },
+            Command::Refund(refund) => match self.refund_one(refund) {
+                Ok(expected) => (EventKind::OrderRefunded, expected),
+                Err(Some(reason)) => (EventKind::OrderRefundFailed, Expected::RefundFailed(reason)),
+                Err(None) => (EventKind::DeadLetter, Expected::DeadLettered(DeadLetterReason::ConflictingDuplicate)),
+            },
         };
         self.outbox.push((kind, message.identity.clone()));
         expected

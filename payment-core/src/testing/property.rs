@@ -1,7 +1,9 @@
 //! The exactly-once property: random sequences of account creations, deposits (alone, and
-//! concurrent ones coalesced into one unit of work) and `pay.order` batches — with exact
-//! redeliveries, new-message duplicates of paid and failed orders, conflicting duplicates, poison
-//! messages, aborts at random steps and concurrent batches — run
+//! concurrent ones coalesced into one unit of work) and batches mixing `pay.order` and
+//! `refund.order` — with exact redeliveries, new-message re-sends of paid, refunded and failed
+//! commands, partial and whole refunds, refunds of unpaid orders and by the wrong user,
+//! conflicting duplicates of orders and refund ids, poison messages, aborts at random steps and
+//! concurrent batches — run
 //! against a store and against the [`Model`]. After every step the store must agree with the
 //! model and satisfy [`Snapshot::check_invariants`].
 
@@ -11,7 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rust_decimal::Decimal;
 
-use super::contract::{raw, user};
+use super::contract::{raw, raw_refund, user};
 use super::faults::{FaultPoint, FaultyStore};
 use super::model::{Expected, Model};
 use super::{Inspect, Snapshot, StoreFactory};
@@ -53,6 +55,36 @@ pub enum Msg {
     },
     /// Bytes that are not JSON.
     Malformed,
+    /// Refund `r<refund>` of an earlier message's order, to its user: `cents`, or (`None`) what
+    /// is left. Few refund ids, so some are re-used for other orders or amounts (conflicts).
+    Refund {
+        /// The earlier message whose order and user are refunded.
+        of: usize,
+        /// Refund `r<refund>`.
+        refund: u8,
+        /// The amount, in cents; `None` for what is left.
+        cents: Option<u32>,
+    },
+    /// Refund `r<refund>` of order `o<order>` to user `u<user>`: often unpaid, or paid by another.
+    RefundAny {
+        /// Order `o<order>`.
+        order: u8,
+        /// User `u<user>`.
+        user: u8,
+        /// Refund `r<refund>`.
+        refund: u8,
+        /// The amount, in cents; `None` for what is left.
+        cents: Option<u32>,
+    },
+    /// A refund with an invalid amount.
+    InvalidRefund {
+        /// Order `o<order>`.
+        order: u8,
+        /// User `u<user>`.
+        user: u8,
+        /// Refund `r<refund>`.
+        refund: u8,
+    },
 }
 
 /// One step of a generated case, run on the store and on the model.
@@ -82,6 +114,7 @@ pub enum Step {
 
 const USERS: u8 = 4;
 const ORDERS: u8 = 10;
+const REFUNDS: u8 = 12;
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
@@ -92,6 +125,11 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(i, user, cents)| Msg::Conflicting { of: i.index(usize::MAX), user, cents }),
         1 => (0..ORDERS, 0..USERS).prop_map(|(order, user)| Msg::InvalidAmount { order, user }),
         1 => Just(Msg::Malformed),
+        4 => (any::<prop::sample::Index>(), 0..REFUNDS, prop::option::weighted(0.7, 1u32..2000))
+            .prop_map(|(i, refund, cents)| Msg::Refund { of: i.index(usize::MAX), refund, cents }),
+        1 => (0..ORDERS, 0..USERS + 1, 0..REFUNDS, prop::option::weighted(0.5, 1u32..3000))
+            .prop_map(|(order, user, refund, cents)| Msg::RefundAny { order, user, refund, cents }),
+        1 => (0..ORDERS, 0..USERS, 0..REFUNDS).prop_map(|(order, user, refund)| Msg::InvalidRefund { order, user, refund }),
     ]
 }
 
@@ -105,6 +143,7 @@ fn step() -> impl Strategy<Value = Step> {
         FaultPoint::ClaimMessages,
         FaultPoint::LockAccounts,
         FaultPoint::LoadPayments,
+        FaultPoint::LoadRefunds,
         FaultPoint::Apply,
         FaultPoint::Commit,
         FaultPoint::AfterCommit,
@@ -334,6 +373,20 @@ impl<S: Store + Inspect> Case<S> {
                     &format!(r#"{{"message_id":"{id}","order_id":"o{order}","user_id":"u{user}","amount":"0.001"}}"#),
                 ),
                 Msg::Malformed => raw(&id, "\u{1}not json"),
+                Msg::Refund { of, refund, cents } => {
+                    let (order, user) =
+                        earlier(of).and_then(order_and_user_of).unwrap_or_else(|| ("o0".into(), "u0".into()));
+                    refund_json(&id, &format!("r{refund}"), &order, &user, *cents)
+                }
+                Msg::RefundAny { order, user, refund, cents } => {
+                    refund_json(&id, &format!("r{refund}"), &format!("o{order}"), &format!("u{user}"), *cents)
+                }
+                Msg::InvalidRefund { order, user, refund } => raw_refund(
+                    &id,
+                    &format!(
+                        r#"{{"message_id":"{id}","refund_id":"r{refund}","order_id":"o{order}","user_id":"u{user}","amount":"0.001"}}"#
+                    ),
+                ),
             };
             self.sent.push(message.clone());
             batch.push(message);
@@ -362,8 +415,26 @@ fn order_of(message: &Inbound) -> Option<String> {
     match &message.command {
         crate::domain::Command::Pay(order) => Some(order.order_id.to_string()),
         crate::domain::Command::Invalid { order_id, .. } => Some(order_id.to_string()),
+        crate::domain::Command::Refund(refund) => Some(refund.order_id.to_string()),
+        crate::domain::Command::InvalidRefund { order_id, .. } => Some(order_id.id.to_string()),
         crate::domain::Command::Undecodable { .. } => None,
     }
+}
+
+fn order_and_user_of(message: &Inbound) -> Option<(String, String)> {
+    match &message.command {
+        crate::domain::Command::Pay(order) => Some((order.order_id.to_string(), order.user_id.to_string())),
+        crate::domain::Command::Refund(refund) => Some((refund.order_id.to_string(), refund.user_id.to_string())),
+        _ => None,
+    }
+}
+
+fn refund_json(id: &str, refund: &str, order: &str, user: &str, cents: Option<u32>) -> Inbound {
+    let amount = cents.map(|c| format!(r#","amount":{}"#, cents_amount(c))).unwrap_or_default();
+    raw_refund(
+        id,
+        &format!(r#"{{"message_id":"{id}","refund_id":"{refund}","order_id":"{order}","user_id":"{user}"{amount}}}"#),
+    )
 }
 
 fn cents_amount(cents: u32) -> Amount {
@@ -414,11 +485,30 @@ fn agree(snapshot: &Snapshot, model: &Model, order: Order) -> Result<(), String>
     if balances != model.balances {
         return Err(format!("balances {balances:?}, the model {:?}", model.balances));
     }
-    for (user, deposited) in &model.deposits {
+    // Conservation, in the model: balance = deposits − payments + refunds, never negative, and
+    // the refunds of an order never above its payment. The store's own side is checked by
+    // `Snapshot::check_invariants` from its ledger, and by comparing balances and refunds here.
+    for (user, balance) in &model.balances {
+        let deposited = model.deposits.get(user).copied().unwrap_or_default();
         let paid: Decimal = model.paid.values().filter(|(u, _)| u == user).map(|(_, a)| *a).sum();
-        if model.balances.get(user) != Some(&(deposited - paid)) {
-            return Err(format!("model broken: {user} balance != deposits - paid"));
+        if *balance != deposited - paid + model.refunded_to(user) || *balance < Decimal::ZERO {
+            return Err(format!("model broken: {user} balance != deposits - payments + refunds"));
         }
+    }
+    for (order, (_, paid)) in &model.paid {
+        if model.refunded_of(order) > *paid {
+            return Err(format!("model broken: {order} refunded over its payment"));
+        }
+    }
+    let refunds: BTreeMap<_, _> = snapshot
+        .refunds
+        .iter()
+        .map(|(id, r)| (id.clone(), (r.order_id.clone(), r.user_id.clone(), r.amount.value())))
+        .collect();
+    let expected: BTreeMap<_, _> =
+        model.refunds.iter().map(|(id, r)| (id.clone(), (r.order.clone(), r.user.clone(), r.amount))).collect();
+    if refunds != expected {
+        return Err(format!("refunds {refunds:?}, the model {expected:?}"));
     }
     let paid: BTreeMap<_, _> =
         snapshot.payments.iter().map(|(o, p)| (o.clone(), (p.user_id.clone(), p.amount.value()))).collect();

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::domain::{
     Balance, DeadLetter, EntryKind, EventKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, MessageId, OrderId,
-    OutboxEvent, Payment, UserId,
+    OutboxEvent, Payment, Refund, RefundId, UserId,
 };
 
 /// Read access to a whole store, for tests.
@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub ledger: BTreeMap<UserId, Vec<LedgerEntry>>,
     /// Successful payments by order id.
     pub payments: BTreeMap<OrderId, Payment>,
+    /// Successful refunds by refund id.
+    pub refunds: BTreeMap<RefundId, Refund>,
     /// Every message identity claimed.
     pub inbox: BTreeSet<MessageId>,
     /// In outbox order.
@@ -49,6 +51,7 @@ impl Snapshot {
                 match entry.kind {
                     EntryKind::Deposit => running += entry.amount.value(),
                     EntryKind::Payment => running -= entry.amount.value(),
+                    EntryKind::Refund => running += entry.amount.value(),
                 }
                 if running != entry.balance_after.value() || running < Decimal::ZERO {
                     return Err(format!(
@@ -58,7 +61,7 @@ impl Snapshot {
                 }
             }
             if running != balance.value() {
-                return Err(format!("{user}: balance {balance} != deposits - payments = {running}"));
+                return Err(format!("{user}: balance {balance} != deposits - payments + refunds = {running}"));
             }
         }
         if let Some(user) = self.ledger.keys().find(|user| !self.accounts.contains_key(*user)) {
@@ -79,6 +82,7 @@ impl Snapshot {
         if let Some(order) = self.payments.keys().find(|order| !debits.contains_key(order)) {
             return Err(format!("payment for {order} without its debit"));
         }
+        self.check_refunds()?;
         // Every claimed message has exactly one outcome in the outbox, and nothing else is there.
         let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
         for event in &self.outbox {
@@ -112,6 +116,49 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Every refund has its one credit and its `order.refunded`, is linked to a payment of the
+    /// same user, and the refunds of an order add up to no more than its payment.
+    fn check_refunds(&self) -> Result<(), String> {
+        let mut credits: HashMap<&RefundId, usize> = HashMap::new();
+        for entry in self.ledger.values().flatten().filter(|e| e.kind == EntryKind::Refund) {
+            let id = entry.refund_id.as_ref().ok_or("a refund entry without a refund id")?;
+            *credits.entry(id).or_default() += 1;
+            let refund = self.refunds.get(id).ok_or(format!("a credit for refund {id} without a refund"))?;
+            if (Some(&refund.order_id), &refund.user_id, refund.amount)
+                != (entry.order_id.as_ref(), &entry.user_id, entry.amount)
+            {
+                return Err(format!("the credit for refund {id} does not match its refund"));
+            }
+        }
+        let refunded_events: HashSet<&str> = self
+            .outbox
+            .iter()
+            .filter(|e| e.kind == EventKind::OrderRefunded)
+            .filter_map(|e| e.header("event-id"))
+            .collect();
+        let mut per_order: BTreeMap<&OrderId, Decimal> = BTreeMap::new();
+        for (id, refund) in &self.refunds {
+            if credits.get(id) != Some(&1) {
+                return Err(format!("refund {id} credited {} times", credits.get(id).copied().unwrap_or(0)));
+            }
+            let payment = self.payments.get(&refund.order_id).ok_or(format!("refund {id} of an unpaid order"))?;
+            if payment.user_id != refund.user_id {
+                return Err(format!("refund {id} credits {}, not the payer {}", refund.user_id, payment.user_id));
+            }
+            *per_order.entry(&refund.order_id).or_default() += refund.amount.value();
+            if !refunded_events.contains(refund.event_id.to_string().as_str()) {
+                return Err(format!("refund {id} has no order.refunded in the outbox"));
+            }
+        }
+        for (order, refunded) in per_order {
+            let paid = self.payments.get(order).map(|p| p.amount.value()).unwrap_or_default();
+            if refunded > paid {
+                return Err(format!("order {order}: refunds of {refunded} exceed its payment of {paid}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The balance of user `user`, as an exact decimal; `None` without an account.
     pub fn balance(&self, user: &str) -> Option<Decimal> {
         self.accounts.iter().find(|(id, _)| id.as_str() == user).map(|(_, b)| b.value())
@@ -131,6 +178,7 @@ impl Inspect for crate::memory::MemoryStore {
                 .map(|(user, entries)| (user.clone(), entries.iter().map(|e| e.entry.clone()).collect()))
                 .collect(),
             payments: state.payments.iter().map(|(order, payment)| (order.clone(), payment.clone())).collect(),
+            refunds: state.refunds.iter().map(|(id, refund)| (id.clone(), refund.clone())).collect(),
             inbox: state.inbox.keys().cloned().collect(),
             outbox: state.outbox.iter().map(|row| row.event.clone()).collect(),
             parked: state

@@ -59,11 +59,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, message: &BorrowedMessage<'_>) {
+    fn push(&mut self, message: &BorrowedMessage<'_>, refund_topic: &str) {
         let key = (message.topic().to_string(), message.partition());
         let last = self.offsets.entry(key).or_insert(message.offset());
         *last = (*last).max(message.offset());
-        self.messages.push(decode(message));
+        self.messages.push(decode(message, refund_topic));
     }
 }
 
@@ -198,7 +198,7 @@ impl Fetcher {
             match client.poll(timeout) {
                 Some(Ok(message)) => {
                     self.health.message_received();
-                    gathering.push(&message);
+                    gathering.push(&message, &self.kafka.topics.refund_order);
                     deadline.get_or_insert_with(|| Instant::now() + self.config.batch_linger);
                     drained = false;
                     progress = Instant::now();
@@ -326,16 +326,23 @@ fn connect(kafka: &KafkaConfig, config: &ConsumerConfig, health: &ConsumerHealth
     let consumer: Client = super::client_config(kafka, config)?
         .create_with_context(PayOrderContext::new(health.clone()))
         .map_err(KafkaError::Client)?;
-    let topic = &kafka.topics.pay_order;
-    consumer.subscribe(&[topic]).map_err(|source| KafkaError::Subscribe { topic: topic.clone(), source })?;
+    let topics = kafka.topics.commands();
+    consumer.subscribe(&topics).map_err(|source| KafkaError::Subscribe { topic: topics.join(","), source })?;
     Ok(consumer)
 }
 
-fn decode(message: &BorrowedMessage<'_>) -> Inbound {
+/// A record of the refund topic is a refund command; any other is a payment command. One batch
+/// may hold both: they are decided together, in the order received.
+fn decode(message: &BorrowedMessage<'_>, refund_topic: &str) -> Inbound {
     let header = message.headers().and_then(|headers| {
         headers.iter().find(|h| h.key == "message-id").and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
     });
     let origin =
         Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
-    Inbound::decode(message.payload().unwrap_or_default(), header, origin)
+    let payload = message.payload().unwrap_or_default();
+    if message.topic() == refund_topic {
+        Inbound::decode_refund(payload, header, origin)
+    } else {
+        Inbound::decode(payload, header, origin)
+    }
 }

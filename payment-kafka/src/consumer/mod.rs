@@ -1,5 +1,6 @@
-//! The `pay.order` consumer: bounded batches, one unit of work each, offsets stored only after it
-//! commits (SPEC §4.6, §5).
+//! The `pay.order` and `refund.order` consumer: bounded batches (which may mix both topics, decided
+//! together in the order received), one unit of work each, offsets stored only after it commits
+//! (SPEC §4.6, §5).
 //!
 //! # Two halves: a fetch thread and an async applier
 //!
@@ -94,7 +95,7 @@ impl<S: Store> PayOrderConsumer<S> {
     /// redelivery), committed offsets are stored and committed, and the consumer leaves its group.
     /// Returns within about `close_timeout` of `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(topic = %self.kafka.topics.pay_order, group = %self.config.group_id, "pay.order consumer started");
+        tracing::info!(topic = %self.kafka.topics.pay_order, refund_topic = %self.kafka.topics.refund_order, group = %self.config.group_id, "pay.order consumer started");
         let (batch_sender, mut batches) = mpsc::channel::<Batch>(1);
         let (acks, ack_receiver) = std::sync::mpsc::channel();
         let (exited, exit) = oneshot::channel::<()>();
@@ -192,8 +193,15 @@ fn record(outcomes: &[Outcome], started: Instant) {
     metrics::histogram!(telemetry::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     for outcome in outcomes {
         metrics::counter!(telemetry::COMMANDS, "outcome" => outcome.name()).increment(1);
-        if let Outcome::DeadLettered { reason } = outcome {
-            metrics::counter!(telemetry::DEAD_LETTERS, "reason" => reason.as_str()).increment(1);
+        match outcome {
+            Outcome::DeadLettered { reason } => {
+                metrics::counter!(telemetry::DEAD_LETTERS, "reason" => reason.as_str()).increment(1)
+            }
+            Outcome::Refunded { .. } => metrics::counter!(telemetry::REFUNDS).increment(1),
+            Outcome::RefundFailed { reason, .. } => {
+                metrics::counter!(telemetry::REFUND_FAILURES, "reason" => reason.as_str()).increment(1)
+            }
+            _ => {}
         }
     }
 }

@@ -61,6 +61,14 @@ impl Broker {
         producer.flush(Duration::from_secs(10)).unwrap_or_else(|e| panic!("flush: {e}"));
     }
 
+    /// Produces `refund.order` records keyed by user, in order.
+    pub async fn send_refunds(&self, producer: &FutureProducer, records: &[(String, String)]) {
+        for (key, payload) in records {
+            let record = FutureRecord::to(&self.config.topics.refund_order).key(key).payload(payload);
+            producer.send(record, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        }
+    }
+
     /// Produces many `pay.order` records as fast as the client takes them (no wait per record),
     /// then waits until the broker has them all.
     pub fn produce_many(&self, records: impl IntoIterator<Item = (String, String)>) -> usize {
@@ -128,7 +136,15 @@ impl Broker {
             .create()
             .unwrap_or_else(|e| panic!("observer: {e}"));
         let t = &self.config.topics;
-        reader.subscribe(&[&t.order_paid, &t.order_payment_failed, &t.dead_letter]).unwrap_or_else(|e| panic!("{e}"));
+        reader
+            .subscribe(&[
+                &t.order_paid,
+                &t.order_payment_failed,
+                &t.dead_letter,
+                &t.order_refunded,
+                &t.order_refund_failed,
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut seen = Vec::new();
         let deadline = Instant::now() + WAIT;
         while !done(&seen) {
@@ -248,6 +264,17 @@ pub fn pay(message_id: &str, order: &str, user: &str, amount: &str) -> (String, 
     (
         user.to_string(),
         format!(r#"{{"message_id":"{message_id}","order_id":"{order}","user_id":"{user}","amount":{amount}}}"#),
+    )
+}
+
+/// A `refund.order` record keyed by user; `amount` `None` asks for what is left.
+pub fn refund(message_id: &str, refund_id: &str, order: &str, user: &str, amount: Option<&str>) -> (String, String) {
+    let amount = amount.map(|a| format!(r#","amount":{a}"#)).unwrap_or_default();
+    (
+        user.to_string(),
+        format!(
+            r#"{{"message_id":"{message_id}","refund_id":"{refund_id}","order_id":"{order}","user_id":"{user}"{amount}}}"#
+        ),
     )
 }
 

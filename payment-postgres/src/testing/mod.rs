@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use payment_core::domain::{
-    DeadLetter, DeadLetterReason, IdempotencyRecord, LedgerEntry, MessageId, Origin, Payment, StatementEntry, UserId,
+    DeadLetter, DeadLetterReason, IdempotencyRecord, LedgerEntry, MessageId, Origin, Payment, Refund, StatementEntry,
+    UserId,
 };
 use payment_core::testing::{Inspect, Snapshot, StoreFactory};
 use sqlx::{Connection, Executor, PgConnection};
@@ -150,7 +151,8 @@ impl Inspect for PgStore {
                 .await
                 .unwrap_or_else(|e| fail("read accounts", e));
         let ledger: Vec<crate::rows::LedgerRow> = sqlx::query_as(
-            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, created_at FROM ledger_entries ORDER BY position",
+            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at
+             FROM ledger_entries ORDER BY position",
         )
         .fetch_all(&mut *tx)
         .await
@@ -160,6 +162,11 @@ impl Inspect for PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read payments", e));
+        let refunds: Vec<crate::rows::RefundRow> =
+            sqlx::query_as(&format!("SELECT {} FROM refunds", crate::rows::REFUND_COLUMNS))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap_or_else(|e| fail("read refunds", e));
         let inbox: Vec<String> = sqlx::query_scalar("SELECT message_id FROM inbox")
             .fetch_all(&mut *tx)
             .await
@@ -193,6 +200,11 @@ impl Inspect for PgStore {
                 .into_iter()
                 .map(|row| Payment::try_from(row).unwrap_or_else(|e| fail("payment row", e)))
                 .map(|p| (p.order_id.clone(), p))
+                .collect(),
+            refunds: refunds
+                .into_iter()
+                .map(|row| Refund::try_from(row).unwrap_or_else(|e| fail("refund row", e)))
+                .map(|r| (r.refund_id.clone(), r))
                 .collect(),
             inbox: inbox.into_iter().map(|id| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e))).collect(),
             outbox,
