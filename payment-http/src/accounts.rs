@@ -110,13 +110,27 @@ pub struct LedgerPage {
 /// responses (grouped there by status). The two with a body check more.
 pub(crate) const CREATE_ACCOUNT_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, AccountExists, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        AccountExists,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 pub(crate) const DEPOSIT_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
     &[
         MissingUserId,
         InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
         InvalidIdempotencyKey,
         MalformedJson,
         UnsupportedMediaType,
@@ -127,16 +141,41 @@ pub(crate) const DEPOSIT_PROBLEMS: &[crate::ErrorCode] = {
         IdempotencyKeyReused,
         Timeout,
         Unavailable,
+        Overloaded,
         Internal,
     ]
 };
 pub(crate) const BALANCE_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, AccountNotFound, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        AccountNotFound,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 pub(crate) const LEDGER_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, InvalidQuery, InvalidCursor, AccountNotFound, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        InvalidQuery,
+        InvalidCursor,
+        AccountNotFound,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 
 /// Opens the caller's account at a zero balance.

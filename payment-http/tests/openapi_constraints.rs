@@ -405,7 +405,7 @@ async fn send(app: &Router, probe: &Probe<'_>) -> (u16, Value) {
 /// A fresh application where the probe's caller already has an account (unless the probe creates
 /// it), so that only the probed value can make the answer 4xx.
 async fn app_for(probe: &Probe<'_>) -> Router {
-    let state = ApiState { payments: Payments::new(MemoryStore::new()), metrics: None, readiness: None };
+    let state = ApiState::new(Payments::new(MemoryStore::new()));
     let app = router(state, Limits::default());
     if probe.path != "/accounts" {
         let user = if probe.name == "X-User-Id" { probe.value } else { Some(USER) };
