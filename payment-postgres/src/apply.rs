@@ -16,10 +16,11 @@ balances AS (
     RETURNING 1
 ),
 ledger AS (
-    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, created_at)
-    SELECT entry_id, user_id, kind, amount, balance_after, order_id, created_at
-    FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $10::TIMESTAMPTZ[])
-        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, created_at, n)
+    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, created_at, cause)
+    SELECT entry_id, user_id, kind, amount, balance_after, order_id, created_at, cause
+    FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $10::TIMESTAMPTZ[],
+                $36::TEXT[])
+        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, created_at, cause, n)
     ORDER BY n
     RETURNING 1
 ),
@@ -58,6 +59,38 @@ macro_rules! column {
     ($rows:expr, |$row:ident| $value:expr) => {
         $rows.iter().map(|$row| $value).collect::<Vec<_>>()
     };
+}
+
+/// Longest cause stored (the column's check); a longer one is cut, on a character boundary.
+const CAUSE_MAX_CHARS: usize = 300;
+
+/// Why each ledger entry exists, from what the effects carry: a payment's command is the
+/// `correlation-id` of its `order.paid` event (the command's inbox identity); a keyed deposit is
+/// its idempotency record (the same user and resulting balance). An unkeyed deposit has none.
+fn causes(effects: &Effects) -> Vec<Option<String>> {
+    use payment_core::domain::{EntryKind, EventKind};
+    let cut = |text: String| text.chars().take(CAUSE_MAX_CHARS).collect::<String>();
+    effects
+        .ledger
+        .iter()
+        .map(|entry| match entry.kind {
+            EntryKind::Payment => {
+                let order = entry.order_id.as_ref()?.to_string();
+                let event = effects
+                    .outbox
+                    .iter()
+                    .find(|e| e.kind == EventKind::OrderPaid && e.key.as_deref() == Some(order.as_str()))?;
+                let (_, message) = event.headers.iter().find(|(name, _)| name == "correlation-id")?;
+                Some(cut(format!("message:{message}")))
+            }
+            EntryKind::Deposit => {
+                let record = effects.idempotency.iter().find(|r| {
+                    r.user_id == entry.user_id && r.balance == entry.balance_after && r.amount == entry.amount
+                })?;
+                Some(cut(format!("idempotency-key:{}", record.key)))
+            }
+        })
+        .collect()
 }
 
 pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {
@@ -106,6 +139,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<
         .bind(column!(k, |x| x.balance.value()))
         .bind(column!(k, |x| x.created_at))
         .bind(column!(d, |x| x.payload_original_bytes.and_then(|n| i64::try_from(n).ok())))
+        .bind(causes(effects))
         .fetch_one(conn)
         .await
         .map_err(store_error)?;

@@ -38,12 +38,15 @@
 //! `testing::server::TestServer` for outage tests.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod apply;
 mod error;
 mod outbox;
+pub mod reconcile;
 mod retention;
 mod rows;
+mod schema;
 mod store;
 mod tx;
 
