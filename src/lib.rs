@@ -38,7 +38,9 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod commands;
 mod compose;
 mod error;
 mod http;
@@ -48,4 +50,4 @@ mod settings;
 
 pub use compose::{PaymentService, Running};
 pub use error::ServiceError;
-pub use settings::{RetentionCheck, Settings};
+pub use settings::{AuthMode, Migrate, RetentionCheck, Settings};

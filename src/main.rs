@@ -1,8 +1,12 @@
 //! The payment service binary: logs, the process-wide metrics recorder and the signals, around
 //! [`payment_service::process::run`]. `cargo run` runs it with no configuration on an in-memory
-//! store and an embedded Kafka-protocol broker; `--help` lists every setting.
+//! store and an embedded Kafka-protocol broker; `--help` lists every setting. A subcommand
+//! (`reconcile`) runs instead of the service.
+
+#![forbid(unsafe_code)]
 
 use clap::Parser;
+use payment_service::commands::{self, Command};
 use payment_service::{process, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -19,6 +23,15 @@ async fn main() -> std::process::ExitCode {
             None
         }
     };
+    if let Some(command) = &settings.command {
+        let outcome = match command {
+            Command::Reconcile => commands::reconcile::run(&settings).await,
+        };
+        return outcome.unwrap_or_else(|error| {
+            tracing::error!(%error, "command failed");
+            std::process::ExitCode::FAILURE
+        });
+    }
     match process::run(settings, metrics, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
