@@ -48,10 +48,13 @@ FROM runtime AS service
 COPY --from=build /out/payment-service /usr/local/bin/payment-service
 USER payment
 ENV HTTP_ADDR=0.0.0.0:8080
-EXPOSE 8080
+# Health, readiness, metrics and the OpenAPI document on a port of their own, for the
+# orchestrator and the scraper; publish it to them only (docs/security.md).
+ENV ADMIN_ADDR=0.0.0.0:9090
+EXPOSE 8080 9090
 # bookworm-slim has no curl or wget; rather than install one (and its TLS libraries) the check
-# speaks HTTP/1.1 through bash's /dev/tcp to the port of HTTP_ADDR and passes on a 200 from /readyz
-# (503 while PostgreSQL or Kafka is unreachable).
+# speaks HTTP/1.1 through bash's /dev/tcp to the port of ADMIN_ADDR and passes on a 200 from
+# /readyz (503 while PostgreSQL or Kafka is unreachable).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HTTP_ADDR##*:} && printf 'GET /readyz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${ADMIN_ADDR##*:} && printf 'GET /readyz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/usr/local/bin/payment-service"]
