@@ -228,6 +228,7 @@ mod tests {
         let settings = Settings::try_parse_from(["payment-service"]).unwrap();
         assert_eq!(settings.http_addr.to_string(), "127.0.0.1:8080");
         assert!(settings.database_url.is_none() && settings.kafka_brokers.is_none());
+        assert_eq!((settings.auth_mode, settings.migrate, settings.command), (AuthMode::Header, Migrate::Auto, None));
     }
 
     #[test]
@@ -239,6 +240,12 @@ mod tests {
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-hours", "10000000000"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--batch-max-messages", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--topic-partitions", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--auth-mode", "jwt", "--jwt-issuer", "i"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--jwt-leeway-secs", "301"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--http-requests-max", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--migrate", "sometimes"]).is_err());
+        let jwt = ["payment-service", "--auth-mode", "jwt", "--jwt-issuer", "i", "--jwt-audience", "a"];
+        assert!(Settings::try_parse_from(jwt).is_ok_and(|s| s.auth_mode == AuthMode::Jwt));
         let ok = Settings::try_parse_from(["payment-service", "--kafka-property", "a=b,c=d"]).unwrap();
         assert_eq!(ok.kafka_properties, [("a".into(), "b".into()), ("c".into(), "d".into())]);
     }

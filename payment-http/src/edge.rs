@@ -149,7 +149,9 @@ async fn serve_connection<C, E>(
     E: std::fmt::Display,
 {
     let mut connection = std::pin::pin!(connection);
-    let mut closing = false;
+    // Once asked to close, a connection has one more idle period to finish its request; one
+    // whose client stopped reading is then dropped rather than held for ever.
+    let mut closing_deadline: Option<Instant> = None;
     loop {
         let idle_at = activity.last() + idle_timeout;
         tokio::select! {
@@ -159,18 +161,22 @@ async fn serve_connection<C, E>(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(idle_at), if !closing => {
+            () = tokio::time::sleep_until(idle_at), if closing_deadline.is_none() => {
                 if activity.last() + idle_timeout <= Instant::now() {
                     tracing::debug!("idle connection closed");
                     connection.as_mut().shut_down();
-                    closing = true;
+                    closing_deadline = Some(Instant::now() + idle_timeout);
                 }
             }
-            changed = stop.changed(), if !closing => {
+            changed = stop.changed(), if closing_deadline.is_none() => {
                 if changed.is_err() || *stop.borrow() {
                     connection.as_mut().shut_down();
-                    closing = true;
+                    closing_deadline = Some(Instant::now() + idle_timeout);
                 }
+            }
+            () = tokio::time::sleep_until(closing_deadline.unwrap_or(idle_at)), if closing_deadline.is_some() => {
+                tracing::debug!("connection dropped: it did not finish after being asked to close");
+                return;
             }
         }
     }
