@@ -174,7 +174,9 @@ async fn serve<S: Store + Outbox + Retention>(
     let http = payment_http::edge::serve(listener, public, edge, shutdown.clone().cancelled_owned());
     let admin_http = async {
         let Some((listener, router)) = admin else { return Ok(()) };
-        tracing::info!(addr = ?settings.admin_addr, "admin listener (health, readiness, metrics, OpenAPI)");
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "admin listener (health, readiness, metrics, OpenAPI)");
+        }
         let router = payment_http::edge::shed_load(router, ADMIN_REQUESTS_MAX);
         payment_http::edge::serve(listener, router, edge, shutdown.clone().cancelled_owned()).await
     };
