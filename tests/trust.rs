@@ -172,3 +172,27 @@ fn reconcile_finds_a_balance_edited_behind_the_services_back() {
         pool.close().await;
     });
 }
+
+#[test]
+fn migrate_skip_refuses_a_schema_behind_the_build() {
+    let _one = one_at_a_time();
+    payment_core::testing::block_on(async {
+        let database_url = payment_postgres::testing::fresh_database().await;
+        let pool = sqlx::PgPool::connect(&database_url).await.expect("connect");
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 20261127000001")
+            .execute(&pool)
+            .await
+            .expect("forget the newest migration");
+        pool.close().await;
+        let output = Command::new(env!("CARGO_BIN_EXE_payment-service"))
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .env("MIGRATE", "skip")
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .expect("run payment-service");
+        assert!(!output.status.success(), "started on a schema behind its build");
+        let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains("not current") && text.contains("20261127000001"), "{text}");
+    });
+}
