@@ -56,12 +56,15 @@ ENV HTTP_ADDR=0.0.0.0:8080
 # A container never falls back to the in-memory store or the embedded broker: without
 # DATABASE_URL and KAFKA_BROKERS it refuses to start, naming what is missing.
 ENV REQUIRE_EXTERNAL=true
-EXPOSE 8080
+# Health, readiness, metrics and the OpenAPI document on a port of their own, for the
+# orchestrator and the scraper; publish it to them only (docs/security.md).
+ENV ADMIN_ADDR=0.0.0.0:9090
+EXPOSE 8080 9090
 # Liveness, not readiness: /healthz answers while the process serves. /readyz (503 while PostgreSQL
 # or Kafka is unreachable) is for a readiness probe; as a health check it would have the
 # orchestrator restart a healthy process during a database blip. bookworm-slim has no curl or
 # wget; rather than install one the check speaks HTTP/1.1 through bash's /dev/tcp to the port of
-# HTTP_ADDR and passes on a 200.
+# ADMIN_ADDR and passes on a 200.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HTTP_ADDR##*:} && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${ADMIN_ADDR##*:} && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/usr/local/bin/payment-service"]

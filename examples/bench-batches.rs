@@ -8,6 +8,8 @@
 //! outbox row: all kept until retention prunes them), counted by the allocator: this binary's
 //! allocator counts every allocation, a few atomic additions each.
 
+#![forbid(unsafe_code)]
+
 use std::alloc::System;
 use std::process::Command;
 use std::time::{Duration, Instant};

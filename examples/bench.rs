@@ -53,6 +53,8 @@
 //! (10), `BENCH_FETCH_WAIT_MS` (5), `BENCH_SERVICE_BIN`. With the defaults the whole run takes
 //! about 3 minutes.
 
+#![forbid(unsafe_code)]
+
 #[path = "bench/load.rs"]
 mod load;
 #[path = "bench/payments.rs"]

@@ -7,6 +7,8 @@
 //! curl -XPOST localhost:3000/payments/accounts -H 'X-User-Id: 42'
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 
 use axum::http::StatusCode;

@@ -5,6 +5,7 @@
 //! passes what it owns (a Prometheus handle, a [`CancellationToken`]) and mounts the routers
 //! where it likes; the binary is one such host.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +13,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use payment_core::app::DepositBatching;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
 use payment_core::Payments;
-use payment_http::Limits;
+use payment_http::identity::{GatewayHeader, Identity};
+use payment_http::readiness::{probe_readiness, LastReadiness, ProbeSettings};
+use payment_http::{ApiState, Limits};
 use payment_kafka::{
     ConsumerConfig, ConsumerHealth, KafkaConfig, KafkaProbe, OutboxPublisher, PayOrderConsumer, PublisherConfig,
 };
@@ -35,6 +38,8 @@ pub struct PaymentService<S> {
     limits: Limits,
     metrics: Option<PrometheusHandle>,
     deposit_batching: DepositBatching,
+    identity: Identity,
+    readiness_probe: ProbeSettings,
 }
 
 struct KafkaParts {
@@ -53,6 +58,8 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
             limits: Limits::default(),
             metrics: None,
             deposit_batching: DepositBatching::default(),
+            identity: Arc::new(GatewayHeader),
+            readiness_probe: ProbeSettings::default(),
         }
     }
 
@@ -80,6 +87,18 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
         self
     }
 
+    /// Who the caller of an account route is (default: the gateway's `X-User-Id`).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// How often `/readyz`'s background probe checks the store and Kafka (default: every 2 s).
+    pub fn readiness_probe(mut self, probe: ProbeSettings) -> Self {
+        self.readiness_probe = probe;
+        self
+    }
+
     /// Render this registry at `/metrics` (the host installs the recorder, once per process).
     pub fn metrics(mut self, handle: PrometheusHandle) -> Self {
         self.metrics = Some(handle);
@@ -104,7 +123,24 @@ impl<S: Store + Outbox + Retention> PaymentService<S> {
         if let Some((policy, every)) = self.retention {
             tasks.spawn("retention", crate::retention::run(self.store.clone(), policy, every, shutdown.clone()));
         }
-        let (accounts, operations) = crate::http::routers(payments.clone(), self.metrics, probe, self.limits);
+        let readiness = probe.map(crate::http::kafka_readiness);
+        let last = LastReadiness::default();
+        let probing = probe_readiness(
+            payments.clone(),
+            readiness.clone(),
+            self.readiness_probe,
+            last.clone(),
+            shutdown.clone().cancelled_owned(),
+        );
+        tasks.spawn("readiness probe", probing);
+        let state = ApiState {
+            payments: payments.clone(),
+            metrics: self.metrics,
+            readiness,
+            identity: self.identity,
+            probed: Some(last),
+        };
+        let (accounts, operations) = crate::http::routers(state, self.limits);
         Ok(Running { payments, accounts, operations, consumer_health, tasks })
     }
 }

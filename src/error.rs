@@ -36,6 +36,12 @@ pub enum ServiceError {
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The JWT verification keys could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] payment_http::identity::KeyError),
+    /// Settings that cannot work together.
+    #[error("invalid settings: {0}")]
+    Settings(&'static str),
     /// A background task panicked or returned before shutdown; the service was stopped.
     #[error("the {task} task ended before shutdown")]
     TaskEnded {

@@ -40,6 +40,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod commands;
 mod compose;
@@ -53,4 +54,4 @@ mod settings;
 pub use compose::{PaymentService, Running};
 pub use error::ServiceError;
 pub use secrets::{Secret, SecretsError, REDACTED, SECRETS_FILE_MAX_BYTES};
-pub use settings::{LogFormat, RetentionCheck, Settings};
+pub use settings::{AuthMode, LogFormat, Migrate, RetentionCheck, Settings};

@@ -1,6 +1,9 @@
 //! The payment service binary: logs, the process-wide metrics recorder and the signals, around
 //! [`payment_service::process::run`]. `cargo run` runs it with no configuration on an in-memory
-//! store and an embedded Kafka-protocol broker; `--help` lists every setting.
+//! store and an embedded Kafka-protocol broker; `--help` lists every setting. A subcommand
+//! (`reconcile`) runs instead of the service.
+
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 
@@ -16,7 +19,7 @@ async fn main() -> std::process::ExitCode {
     if let Some(command) = settings.command.clone() {
         // One sentence on stderr and a failure status: an operator's shell, not a log shipper.
         return match commands::run(command, &settings).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
+            Ok(status) => status,
             Err(error) => {
                 eprintln!("error: {error}");
                 std::process::ExitCode::FAILURE

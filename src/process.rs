@@ -2,23 +2,27 @@
 //! a Kafka cluster (or an embedded one) → [`PaymentService`] → an HTTP listener, until `stop`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use payment_core::app::DepositBatching;
 use payment_core::memory::MemoryStore;
 use payment_core::ports::{Outbox, Retention, RetentionPolicy, Store};
+use payment_http::readiness::ProbeSettings;
 use payment_kafka::{ConsumerConfig, EmbeddedCluster, KafkaConfig, PublisherConfig, TopicLayout};
 use payment_postgres::{PgConfig, PgStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{RetentionCheck, Settings};
+use crate::settings::{Migrate, RetentionCheck, Settings};
 use crate::{PaymentService, ServiceError};
 
 /// Partitions of each topic on the embedded broker.
 const EMBEDDED_PARTITIONS: i32 = 4;
 /// The mock cluster holds an empty fetch for its whole wait, even when a message arrives.
 const EMBEDDED_FETCH_WAIT_MAX: Duration = Duration::from_millis(10);
+/// Requests in progress on the admin listener: probes and scrapes, a handful at a time.
+const ADMIN_REQUESTS_MAX: usize = 32;
 /// How long the start waits for the cluster's answer about topics and their retention.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,8 +105,16 @@ pub async fn run(
         Some(url) => {
             let config = PgConfig { max_connections: settings.database_max_connections, ..PgConfig::default() };
             let store = PgStore::connect(url.expose(), &config).await?;
-            store.migrate().await?;
-            tracing::info!("PostgreSQL store ready, migrations applied");
+            match settings.migrate {
+                Migrate::Auto => {
+                    store.migrate().await?;
+                    tracing::info!("PostgreSQL store ready, migrations applied");
+                }
+                Migrate::Skip => {
+                    store.check_schema().await?;
+                    tracing::info!("PostgreSQL store ready, schema current (MIGRATE=skip)");
+                }
+            }
             serve(store, &settings, kafka, consumer, policy, metrics, stop).await
         }
         None => {
@@ -142,16 +154,38 @@ async fn serve<S: Store + Outbox + Retention>(
     if let Some(metrics) = metrics {
         service = service.metrics(metrics);
     }
-    let listener = tokio::net::TcpListener::bind(settings.http_addr)
-        .await
-        .map_err(|source| ServiceError::Listen { addr: settings.http_addr, source })?;
+    let probe =
+        ProbeSettings { interval: Duration::from_millis(settings.readiness_probe_ms), ..ProbeSettings::default() };
+    service = service.identity(crate::http::identity(settings)?).readiness_probe(probe);
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| ServiceError::Listen { addr, source })
+    };
+    let listener = bind(settings.http_addr).await?;
+    let admin_listener = match settings.admin_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let running = service.start(&shutdown)?;
-    let routes = running.accounts.clone().merge(running.operations.clone());
-    let app = payment_http::with_request_tracing(payment_http::with_problem_fallbacks(routes));
+    let edge = crate::http::edge_limits(settings);
+    let finish = |router| payment_http::with_request_tracing(payment_http::with_problem_fallbacks(router));
+    // With an admin listener the operation routes leave the public port: metrics and the
+    // readiness verdict are for operators, not for whoever reaches the API.
+    let (public, admin) = match admin_listener {
+        Some(admin) => (finish(running.accounts.clone()), Some((admin, finish(running.operations.clone())))),
+        None => (finish(running.accounts.clone().merge(running.operations.clone())), None),
+    };
+    let public = payment_http::edge::shed_load(public, settings.http_requests_max);
     tracing::info!(addr = %settings.http_addr, "HTTP API listening");
-    let http_shutdown = shutdown.clone();
-    let http = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    let http = payment_http::edge::serve(listener, public, edge, shutdown.clone().cancelled_owned());
+    let admin_http = async {
+        let Some((listener, router)) = admin else { return Ok(()) };
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "admin listener (health, readiness, metrics, OpenAPI)");
+        }
+        let router = payment_http::edge::shed_load(router, ADMIN_REQUESTS_MAX);
+        payment_http::edge::serve(listener, router, edge, shutdown.clone().cancelled_owned()).await
+    };
 
     let stopping = async {
         tokio::select! {
@@ -160,9 +194,10 @@ async fn serve<S: Store + Outbox + Retention>(
         }
         shutdown.cancel();
     };
-    let (served, ()) = tokio::join!(async { http.await }, stopping);
+    let (served, admin_served, ()) = tokio::join!(http, admin_http, stopping);
     let stopped = running.stopped().await;
     served.map_err(ServiceError::Http)?;
+    admin_served.map_err(ServiceError::Http)?;
     stopped?;
     tracing::info!("stopped");
     Ok(())

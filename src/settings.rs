@@ -140,9 +140,83 @@ pub struct Settings {
     /// Topic of the `order.refund_failed` events.
     #[arg(long, env = "TOPIC_ORDER_REFUND_FAILED", default_value = "order.refund_failed")]
     pub topic_order_refund_failed: String,
+
+    // The trust boundary (issue 19): identity, the admin listener, the edge guards.
+    /// How an account route knows its caller: `header` (`X-User-Id`, set by a trusted gateway)
+    /// or `jwt` (a verified `Authorization: Bearer` token).
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value_t = AuthMode::Header)]
+    pub auth_mode: AuthMode,
+    /// `AUTH_MODE=jwt`: public keys (a JWKS document or PEM `PUBLIC KEY` blocks; RS256, ES256,
+    /// EdDSA), re-read when the file changes.
+    #[arg(long, env = "JWT_KEYS_FILE")]
+    pub jwt_keys_file: Option<PathBuf>,
+    /// `AUTH_MODE=jwt`: a file holding an HS256 shared secret (at least 32 bytes), re-read like
+    /// the keys.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// `AUTH_MODE=jwt`: the required `iss` claim.
+    #[arg(long, env = "JWT_ISSUER", required_if_eq("auth_mode", "jwt"))]
+    pub jwt_issuer: Option<String>,
+    /// `AUTH_MODE=jwt`: the required `aud` claim.
+    #[arg(long, env = "JWT_AUDIENCE", required_if_eq("auth_mode", "jwt"))]
+    pub jwt_audience: Option<String>,
+    /// `AUTH_MODE=jwt`: the claim holding the user id.
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// `AUTH_MODE=jwt`: clock skew accepted on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub jwt_leeway_secs: u64,
+    /// `AUTH_MODE=jwt`: how often the key files are re-read, in milliseconds.
+    #[arg(long, env = "JWT_KEYS_RELOAD_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub jwt_keys_reload_ms: u64,
+    /// A second listener for `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which then
+    /// leave the public one.
+    #[arg(long, env = "ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// How often readiness (storage, Kafka) is probed in the background, in milliseconds;
+    /// `/readyz` answers from the last probe.
+    #[arg(long, env = "READINESS_PROBE_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub readiness_probe_ms: u64,
+    /// Longest time for a request's head to arrive, in milliseconds; also closes a keep-alive
+    /// connection that sends no next request.
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub http_header_read_timeout_ms: u64,
+    /// A connection with no traffic for this long is closed, in milliseconds.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    pub http_idle_timeout_ms: u64,
+    /// Most HTTP connections open at once (each listener); beyond it, connections wait in the
+    /// kernel's backlog.
+    #[arg(long, env = "HTTP_CONNECTIONS_MAX", default_value_t = 1_024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub http_connections_max: usize,
+    /// Most requests in progress on the public listener; more are answered `503 overloaded`
+    /// with `Retry-After` at once rather than queued.
+    #[arg(long, env = "HTTP_REQUESTS_MAX", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub http_requests_max: usize,
+    /// `auto`: apply the migrations at start (the role needs DDL rights); `skip`: apply none and
+    /// refuse to start unless the schema is current (a runtime role without DDL rights).
+    #[arg(long, env = "MIGRATE", value_enum, default_value_t = Migrate::Auto)]
+    pub migrate: Migrate,
     /// An operator's command, run once instead of the service (`docs/runbook.md`); none: serve.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// See [`Settings::auth_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// `X-User-Id`, set by a gateway that authenticated the caller.
+    Header,
+    /// `Authorization: Bearer <JWT>`, verified by the service.
+    Jwt,
+}
+
+/// See [`Settings::migrate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Migrate {
+    /// Apply pending migrations at start.
+    Auto,
+    /// Apply none; refuse to start unless the schema is current.
+    Skip,
 }
 
 /// See [`Settings::inbox_retention_check`].
@@ -209,6 +283,8 @@ mod tests {
         let settings = Settings::try_parse_from(["payment-service"]).unwrap();
         assert_eq!(settings.http_addr.to_string(), "127.0.0.1:8080");
         assert!(settings.database_url.is_none() && settings.kafka_brokers.is_none());
+        assert_eq!((settings.auth_mode, settings.migrate), (AuthMode::Header, Migrate::Auto));
+        assert!(settings.command.is_none());
     }
 
     #[test]
@@ -219,6 +295,12 @@ mod tests {
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-hours", "10000000000"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--batch-max-messages", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--topic-partitions", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--auth-mode", "jwt", "--jwt-issuer", "i"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--jwt-leeway-secs", "301"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--http-requests-max", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--migrate", "sometimes"]).is_err());
+        let jwt = ["payment-service", "--auth-mode", "jwt", "--jwt-issuer", "i", "--jwt-audience", "a"];
+        assert!(Settings::try_parse_from(jwt).is_ok_and(|s| s.auth_mode == AuthMode::Jwt));
         let ok = Settings::try_parse_from(["payment-service", "--kafka-property", "a=b,c=d"]).unwrap();
         assert_eq!(ok.kafka_properties().unwrap(), [("a".into(), "b".into()), ("c".into(), "d".into())]);
         let novalue = Settings::try_parse_from(["payment-service", "--kafka-property", "novalue"]).unwrap();

@@ -86,6 +86,11 @@ fn http_addr(environment: &BTreeMap<String, String>) -> SocketAddr {
     text.parse().unwrap_or_else(|e| panic!("HTTP_ADDR {text:?} is not an address: {e}"))
 }
 
+fn admin_addr(environment: &BTreeMap<String, String>) -> SocketAddr {
+    let text = environment.get("ADMIN_ADDR").expect("the service sets ADMIN_ADDR");
+    text.parse().unwrap_or_else(|e| panic!("ADMIN_ADDR {text:?} is not an address: {e}"))
+}
+
 /// `host:port` → (host, port).
 fn host_port(text: &str) -> (String, u16) {
     let (host, port) = text.rsplit_once(':').unwrap_or_else(|| panic!("{text:?} has no port"));
@@ -175,16 +180,22 @@ fn the_compose_file_sets_the_topic_creation_settings_for_its_single_broker() {
 }
 
 #[test]
-fn the_published_port_is_the_port_http_addr_listens_on() {
+fn the_published_ports_are_the_ports_http_addr_and_admin_addr_listen_on() {
     let compose = compose();
     let service = service(&compose, "service");
     let addr = http_addr(&environment(service));
     assert!(addr.ip().is_unspecified(), "in a container HTTP_ADDR must listen on every interface, not {addr}");
+    let admin = admin_addr(&environment(service));
+    assert!(admin.ip().is_unspecified(), "in a container ADMIN_ADDR must listen on every interface, not {admin}");
     let ports = strings(service.get("ports"));
     assert!(!ports.is_empty(), "the service publishes no port");
     for mapping in &ports {
         let container = mapping.rsplit(':').next().unwrap().trim_end_matches("/tcp");
-        assert_eq!(container, addr.port().to_string(), "published {mapping:?} but HTTP_ADDR is {addr}");
+        let listened = [addr.port().to_string(), admin.port().to_string()];
+        assert!(
+            listened.iter().any(|p| p == container),
+            "published {mapping:?} but HTTP_ADDR is {addr}, ADMIN_ADDR {admin}"
+        );
     }
 }
 
@@ -262,22 +273,28 @@ fn the_service_starts_once_postgres_and_kafka_are_healthy() {
 }
 
 #[test]
-fn the_image_health_check_asks_healthz_on_the_exposed_port() {
+fn the_image_health_check_asks_healthz_on_the_admin_port() {
     let checks = instruction_args("HEALTHCHECK");
     assert_eq!(checks.len(), 1, "one HEALTHCHECK: {checks:?}");
     // Liveness: a readiness check here would restart a healthy process during a database blip.
     assert!(checks[0].contains("/healthz"), "the health check does not ask /healthz: {}", checks[0]);
-    // It follows HTTP_ADDR, whose port the image exposes and compose publishes.
-    assert!(checks[0].contains("${HTTP_ADDR##*:}"), "the health check does not use HTTP_ADDR's port: {}", checks[0]);
-    let image_addr: SocketAddr = instruction_args("ENV")
-        .iter()
-        .find_map(|args| args.strip_prefix("HTTP_ADDR="))
-        .expect("the image sets ENV HTTP_ADDR=")
-        .parse()
-        .expect("the image's HTTP_ADDR is an address");
-    assert!(image_addr.ip().is_unspecified());
-    assert_eq!(exposed_ports(), [image_addr.port()]);
-    assert_eq!(http_addr(&environment(service(&compose(), "service"))).port(), image_addr.port());
+    // It follows ADMIN_ADDR, where /healthz is served once it is set; the image exposes both ports.
+    assert!(checks[0].contains("${ADMIN_ADDR##*:}"), "the health check does not use ADMIN_ADDR's port: {}", checks[0]);
+    let image_addr = |name: &str| -> SocketAddr {
+        let prefix = format!("{name}=");
+        instruction_args("ENV")
+            .iter()
+            .find_map(|args| args.strip_prefix(prefix.as_str()).map(str::to_string))
+            .unwrap_or_else(|| panic!("the image sets ENV {name}="))
+            .parse()
+            .unwrap_or_else(|e| panic!("the image's {name} is not an address: {e}"))
+    };
+    let (http, admin) = (image_addr("HTTP_ADDR"), image_addr("ADMIN_ADDR"));
+    assert!(http.ip().is_unspecified() && admin.ip().is_unspecified());
+    assert_eq!(exposed_ports(), [http.port(), admin.port()]);
+    let environment = environment(service(&compose(), "service"));
+    assert_eq!(http_addr(&environment).port(), http.port());
+    assert_eq!(admin_addr(&environment).port(), admin.port());
 }
 
 #[test]

@@ -54,6 +54,7 @@
 //! `Payments::new(store)`.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 mod backoff;

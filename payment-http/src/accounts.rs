@@ -48,14 +48,29 @@ pub struct BalanceBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DepositRequest {
     /// `> 0`, `<= 10^12`, at most two fractional digits once trailing zeros are dropped; a JSON
-    /// number or a string in JSON number syntax, read exactly (never through `f64`).
+    /// number, or a string matching [`AMOUNT_TEXT_PATTERN`]; read exactly (never through `f64`).
     #[schema(schema_with = amount_schema)]
     pub amount: serde_json::Value,
 }
 
-/// The unsigned JSON number grammar [`Amount::from_json`] reads from a string; a sign can only
-/// make the value non-positive, which is refused anyway.
-pub const AMOUNT_TEXT_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$";
+/// The string form of an amount: a plain decimal (no sign, exponent or leading zero) of at most
+/// two fractional digits, more than zero and at most 10^12 — exactly what the service accepts as
+/// a string, so a document-valid string is never refused (`"0"`, `"0.00"`, `"1e2"`,
+/// `"10.500"` are outside; the number form keeps JSON's whole syntax).
+pub const AMOUNT_TEXT_PATTERN: &str =
+    r"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,11}(\.[0-9]{1,2})?|1000000000000(\.00?)?)$";
+
+/// Whether `text` matches [`AMOUNT_TEXT_PATTERN`] (compiled once; the tests compile the same
+/// constant, so the refusal of every string below is a bug they would have caught).
+fn is_amount_text(text: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<Option<regex_lite::Regex>> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        regex_lite::Regex::new(AMOUNT_TEXT_PATTERN)
+            .inspect_err(|error| tracing::error!(%error, "AMOUNT_TEXT_PATTERN does not compile"))
+            .ok()
+    });
+    pattern.as_ref().is_some_and(|p| p.is_match(text))
+}
 
 /// The amount's two accepted forms, with the core's limits as numbers.
 fn amount_schema() -> impl Into<RefOr<Schema>> {
@@ -71,7 +86,7 @@ fn amount_schema() -> impl Into<RefOr<Schema>> {
     let text = ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(AMOUNT_TEXT_PATTERN))
-        .description(Some("The same value rules as the number form."))
+        .description(Some("A plain decimal: more than 0, at most 1000000000000, at most two fractional digits, no sign, exponent or leading zero."))
         .examples([serde_json::json!("10.50")]);
     OneOfBuilder::new().item(number).item(text)
 }
@@ -114,13 +129,27 @@ pub struct LedgerPage {
 /// responses (grouped there by status). The two with a body check more.
 pub(crate) const CREATE_ACCOUNT_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, AccountExists, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        AccountExists,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 pub(crate) const DEPOSIT_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
     &[
         MissingUserId,
         InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
         InvalidIdempotencyKey,
         MalformedJson,
         UnsupportedMediaType,
@@ -131,16 +160,41 @@ pub(crate) const DEPOSIT_PROBLEMS: &[crate::ErrorCode] = {
         IdempotencyKeyReused,
         Timeout,
         Unavailable,
+        Overloaded,
         Internal,
     ]
 };
 pub(crate) const BALANCE_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, AccountNotFound, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        AccountNotFound,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 pub(crate) const LEDGER_PROBLEMS: &[crate::ErrorCode] = {
     use crate::ErrorCode::*;
-    &[MissingUserId, InvalidUserId, InvalidQuery, InvalidCursor, AccountNotFound, Timeout, Unavailable, Internal]
+    &[
+        MissingUserId,
+        InvalidUserId,
+        MissingToken,
+        InvalidToken,
+        UserMismatch,
+        InvalidQuery,
+        InvalidCursor,
+        AccountNotFound,
+        Timeout,
+        Unavailable,
+        Overloaded,
+        Internal,
+    ]
 };
 
 /// Opens the caller's account at a zero balance.
@@ -185,6 +239,14 @@ pub async fn deposit<S: Store>(
 fn amount_of(body: &serde_json::Value) -> Result<Amount, ApiError> {
     let object = body.as_object().ok_or_else(|| ApiError::MalformedJson("the body must be a JSON object".into()))?;
     let value = object.get("amount").ok_or_else(|| ApiError::InvalidAmount("amount is required".into()))?;
+    if let serde_json::Value::String(text) = value {
+        if !is_amount_text(text) {
+            return Err(ApiError::InvalidAmount(
+                "a string amount is a plain decimal above 0 and at most 1000000000000, with at most two fractional digits"
+                    .into(),
+            ));
+        }
+    }
     Amount::from_json(value).map_err(|e| ApiError::InvalidAmount(e.to_string()))
 }
 

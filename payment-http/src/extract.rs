@@ -1,54 +1,43 @@
-//! Input at the edge: the caller's identity, the idempotency key and exact-decimal JSON bodies,
-//! each validated once and refused with a precise problem.
+//! Input at the edge: the caller (as [`crate::identity`] establishes it), the idempotency key
+//! and exact-decimal JSON bodies, each validated once and refused with a precise problem.
+
+use std::sync::Arc;
 
 use axum::async_trait;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
 use payment_core::domain::{IdempotencyKey, UserId};
+use payment_core::ports::Store;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ObjectBuilder, Required, Type};
 use utoipa::IntoParams;
 
 use crate::problem::ApiError;
+use crate::ApiState;
 
 /// The body limit of every route: 16 KiB (SPEC §3).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The user, from the gateway's `X-User-Id` header: exactly one, matching [`USER_ID_PATTERN`].
+/// The caller, as [`crate::ApiState::identity`] establishes it: the gateway's `X-User-Id`
+/// header by default, a verified bearer token in `AUTH_MODE=jwt`, or the host's own.
 pub struct Caller(pub UserId);
 
-/// What [`Caller`] accepts, as the OpenAPI document declares it; the test suite checks the two
+/// What `X-User-Id` accepts, as the OpenAPI document declares it; the test suite checks the two
 /// agree. [`UserId::new`] is the rule, this is its description.
 pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 
 /// What [`IdempotencyHeader`] accepts: 1..=255 printable ASCII characters, spaces included.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[ -~]{1,255}$";
 
-/// The one value of a header that must not be repeated: a gateway that appends instead of
-/// replacing would otherwise let the first (client-chosen) value win.
-fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a HeaderValue>, ()> {
-    let mut values = parts.headers.get_all(name).iter();
-    let first = values.next();
-    match values.next() {
-        Some(_) => Err(()),
-        None => Ok(first),
-    }
-}
-
 #[async_trait]
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl<St: Store> FromRequestParts<Arc<ApiState<St>>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = single(parts, "x-user-id")
-            .map_err(|()| ApiError::InvalidUserId("sent more than once".into()))?
-            .ok_or(ApiError::MissingUserId)?;
-        let text = value.to_str().map_err(|_| ApiError::InvalidUserId("not visible ASCII".into()))?;
-        UserId::new(text).map(Caller).map_err(|e| ApiError::InvalidUserId(e.to_string()))
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState<St>>) -> Result<Self, ApiError> {
+        state.identity.authenticate(parts).await.map(Caller)
     }
 }
 
@@ -59,7 +48,7 @@ impl IntoParams for Caller {
             Required::True,
             UserId::MAX_LEN,
             USER_ID_PATTERN,
-            "The caller, set by the gateway; exactly one. Absent: 401 `missing_user_id`; malformed or repeated: 400 `invalid_user_id`.",
+            "The caller, set by the gateway (`AUTH_MODE=header`, the default); exactly one. Absent: 401 `missing_user_id`; malformed or repeated: 400 `invalid_user_id`. With `AUTH_MODE=jwt` the caller is the bearer token's user and this header is optional: when present it must name the same user (else 403 `user_mismatch`).",
         )]
     }
 }
@@ -88,7 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = single(parts, "idempotency-key")
+        let value = crate::identity::single(parts, "idempotency-key")
             .map_err(|()| ApiError::InvalidIdempotencyKey("sent more than once".into()))?;
         let Some(value) = value else { return Ok(Self(None)) };
         let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey("not visible ASCII".into()))?;

@@ -14,7 +14,13 @@
 //!   request metrics, timeout) and no fallback, so a host can `merge` or `nest` it into its own
 //!   application, fallback and all;
 //! - [`operations_router`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, for a host that
-//!   has none of its own.
+//!   has none of its own (the binary serves it on a separate admin listener when `ADMIN_ADDR` is
+//!   set).
+//!
+//! Who the caller is comes from [`ApiState::identity`] ([`identity`]): the gateway's `X-User-Id`
+//! by default, a verified JWT ([`identity::JwtBearer`]), or the host's own. [`edge::serve`] runs
+//! a router on a listener with the guards a public port needs (header-read and idle timeouts, a
+//! connection cap; [`edge::shed_load`] caps requests in progress).
 //!
 //! ```
 //! use axum::body::Body;
@@ -27,7 +33,7 @@
 //! use tower::ServiceExt;
 //!
 //! let payments = Payments::new(MemoryStore::default());
-//! let state = ApiState { payments, metrics: None, readiness: None };
+//! let state = ApiState::new(payments);
 //! let host = Router::new()
 //!     .route("/healthz", get(|| async { "the host's own" }))
 //!     .nest("/payments", accounts_router(state, Limits::default()))
@@ -44,13 +50,17 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod accounts;
 pub mod cursor;
+pub mod edge;
 pub mod extract;
+pub mod identity;
 pub mod openapi;
 mod operations;
 pub mod problem;
+pub mod readiness;
 mod telemetry;
 
 use std::future::Future;
@@ -68,6 +78,9 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::identity::{GatewayHeader, Identity};
+use crate::readiness::LastReadiness;
+
 pub use accounts::{AccountCreated, BalanceBody, DepositRequest, LedgerEntryBody, LedgerPage, AMOUNT_TEXT_PATTERN};
 pub use problem::{
     method_not_allowed_fallback, problem_fallback, with_problem_fallbacks, ApiError, ErrorCode, Problem,
@@ -76,7 +89,7 @@ pub use problem::{
 /// An extra readiness check (e.g. Kafka), answering `Err(reason)` when not ready.
 pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// What the handlers share. Cloning is cheap: a store handle and two `Arc`s.
+/// What the handlers share. Cloning is cheap: a store handle and a few `Arc`s.
 pub struct ApiState<S> {
     /// The use cases, on the store the routes read and write.
     pub payments: Payments<S>,
@@ -84,12 +97,31 @@ pub struct ApiState<S> {
     pub metrics: Option<PrometheusHandle>,
     /// Asked by `/readyz` after the store's ping.
     pub readiness: Option<ReadinessCheck>,
+    /// Who is calling ([`identity`]); [`identity::GatewayHeader`] by default.
+    pub identity: Identity,
+    /// When set, `/readyz` answers from this verdict of [`readiness::probe_readiness`] instead
+    /// of checking on every request.
+    pub probed: Option<LastReadiness>,
+}
+
+impl<S: Store> ApiState<S> {
+    /// The state of `payments` with the defaults: no metrics, no extra readiness check,
+    /// identity from `X-User-Id`, readiness checked on request.
+    pub fn new(payments: Payments<S>) -> Self {
+        Self { payments, metrics: None, readiness: None, identity: Arc::new(GatewayHeader), probed: None }
+    }
 }
 
 // By hand: a derive would ask `S: Clone` of the struct's users even where `Store` implies it.
 impl<S: Store> Clone for ApiState<S> {
     fn clone(&self) -> Self {
-        Self { payments: self.payments.clone(), metrics: self.metrics.clone(), readiness: self.readiness.clone() }
+        Self {
+            payments: self.payments.clone(),
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
+            identity: self.identity.clone(),
+            probed: self.probed.clone(),
+        }
     }
 }
 

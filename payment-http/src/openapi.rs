@@ -42,7 +42,7 @@ use crate::{accounts, operations};
         crate::Problem,
         crate::ErrorCode,
     )),
-    modifiers(&ProblemResponses)
+    modifiers(&ProblemResponses, &SecuritySchemes)
 )]
 pub struct ApiDoc;
 
@@ -69,6 +69,53 @@ impl Modify for ProblemResponses {
             }
             for (status, codes) in by_status {
                 operation.responses.responses.insert(status.to_string(), RefOr::T(problem_response(&codes)));
+            }
+        }
+    }
+}
+
+/// The two ways a caller is identified, by `AUTH_MODE`: the gateway's `X-User-Id` (`header`, the
+/// default) or a bearer JWT (`jwt`). Every account route accepts either scheme, whichever the
+/// deployment runs; the operation routes need neither.
+struct SecuritySchemes;
+
+/// The scheme names in the document.
+pub const GATEWAY_SCHEME: &str = "gateway_user";
+/// See [`GATEWAY_SCHEME`].
+pub const BEARER_SCHEME: &str = "bearer_jwt";
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            GATEWAY_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-User-Id",
+                "AUTH_MODE=header: the user id, set by a gateway that authenticated the caller and replaced any client value.",
+            ))),
+        );
+        components.add_security_scheme(
+            BEARER_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("AUTH_MODE=jwt: RS256, ES256, EdDSA or HS256, with the configured issuer and audience; the user is the configured claim (`sub` by default)."))
+                    .build(),
+            ),
+        );
+        for (path, item) in document.paths.paths.iter_mut() {
+            if !path.starts_with("/accounts") {
+                continue;
+            }
+            for operation in [item.get.as_mut(), item.post.as_mut()].into_iter().flatten() {
+                operation.security = Some(vec![
+                    SecurityRequirement::new(GATEWAY_SCHEME, Vec::<String>::new()),
+                    SecurityRequirement::new(BEARER_SCHEME, Vec::<String>::new()),
+                ]);
             }
         }
     }

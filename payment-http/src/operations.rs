@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use payment_core::ports::Store;
 
 use crate::problem::ApiError;
+use crate::readiness::{self, Verdict};
 use crate::ApiState;
 
 /// The process answers.
@@ -17,16 +18,24 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The store answers, and the extra [`crate::ReadinessCheck`] passes.
+/// The store answers, and the extra [`crate::ReadinessCheck`] passes: the last background
+/// probe's verdict when [`ApiState::probed`] is set, else checked now.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Storage (and Kafka, if configured) usable"),
 ))]
 pub async fn readyz<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Result<&'static str, ApiError> {
-    state.payments.store().ping().await.map_err(|e| ApiError::NotReady(e.to_string()))?;
-    if let Some(check) = &state.readiness {
-        check().await.map_err(ApiError::NotReady)?;
+    match &state.probed {
+        Some(last) => match last.get() {
+            Verdict::Ready => Ok("ready"),
+            // The probe logged the cause when the verdict changed.
+            Verdict::NotReady => Err(ApiError::NotReady("the last probe failed".into())),
+            Verdict::Unknown => Err(ApiError::NotReady("not probed yet".into())),
+        },
+        None => {
+            readiness::check(&state.payments, state.readiness.as_ref()).await.map_err(ApiError::NotReady)?;
+            Ok("ready")
+        }
     }
-    Ok("ready")
 }
 
 /// The Prometheus exposition of [`ApiState::metrics`], empty without one.
@@ -43,4 +52,5 @@ pub async fn openapi() -> Response {
 }
 
 /// The problem codes of the operation routes, for the document.
-pub(crate) const READYZ_PROBLEMS: &[crate::ErrorCode] = &[crate::ErrorCode::NotReady, crate::ErrorCode::Timeout];
+pub(crate) const READYZ_PROBLEMS: &[crate::ErrorCode] =
+    &[crate::ErrorCode::NotReady, crate::ErrorCode::Timeout, crate::ErrorCode::Overloaded];

@@ -31,6 +31,12 @@ pub enum ErrorCode {
     MissingUserId,
     /// `X-User-Id` present but malformed or repeated (400).
     InvalidUserId,
+    /// `AUTH_MODE=jwt`: no `Authorization: Bearer` token (401, with a `Bearer` challenge).
+    MissingToken,
+    /// `AUTH_MODE=jwt`: the token does not verify, expired, or names no valid user (401).
+    InvalidToken,
+    /// `AUTH_MODE=jwt`: `X-User-Id` names another user than the token (403).
+    UserMismatch,
     /// `Idempotency-Key` malformed or repeated (400).
     InvalidIdempotencyKey,
     /// The body is not JSON of the expected shape (400).
@@ -57,6 +63,8 @@ pub enum ErrorCode {
     Unavailable,
     /// Storage or Kafka not usable (503, from `/readyz`).
     NotReady,
+    /// Too many requests in progress; retry after `Retry-After` seconds (503).
+    Overloaded,
     /// The request ran past the time limit (408).
     Timeout,
     /// A bug; the request changed nothing (500).
@@ -69,11 +77,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 19] = {
+    pub const ALL: [ErrorCode; 23] = {
         use ErrorCode::*;
         [
             MissingUserId,
             InvalidUserId,
+            MissingToken,
+            InvalidToken,
+            UserMismatch,
             InvalidIdempotencyKey,
             MalformedJson,
             UnsupportedMediaType,
@@ -87,6 +98,7 @@ impl ErrorCode {
             IdempotencyKeyReused,
             Unavailable,
             NotReady,
+            Overloaded,
             Timeout,
             Internal,
             NotFound,
@@ -100,6 +112,9 @@ impl ErrorCode {
         match self {
             MissingUserId => ("missing_user_id", StatusCode::UNAUTHORIZED),
             InvalidUserId => ("invalid_user_id", StatusCode::BAD_REQUEST),
+            MissingToken => ("missing_token", StatusCode::UNAUTHORIZED),
+            InvalidToken => ("invalid_token", StatusCode::UNAUTHORIZED),
+            UserMismatch => ("user_mismatch", StatusCode::FORBIDDEN),
             InvalidIdempotencyKey => ("invalid_idempotency_key", StatusCode::BAD_REQUEST),
             MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
@@ -113,6 +128,7 @@ impl ErrorCode {
             IdempotencyKeyReused => ("idempotency_key_reused", StatusCode::CONFLICT),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             NotReady => ("not_ready", StatusCode::SERVICE_UNAVAILABLE),
+            Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE),
             Timeout => ("timeout", StatusCode::REQUEST_TIMEOUT),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             NotFound => ("not_found", StatusCode::NOT_FOUND),
@@ -140,6 +156,15 @@ pub enum ApiError {
     /// `X-User-Id` malformed or sent more than once.
     #[error("the X-User-Id header is invalid: {0}")]
     InvalidUserId(String),
+    /// No `Authorization: Bearer` token.
+    #[error("an Authorization: Bearer token is required")]
+    MissingToken,
+    /// The token was refused; the reason is fixed text, safe in a header.
+    #[error("the bearer token was refused: {0}")]
+    InvalidToken(&'static str),
+    /// `X-User-Id` names another user than the verified token.
+    #[error("X-User-Id names another user than the bearer token")]
+    UserMismatch,
     /// `Idempotency-Key` malformed or sent more than once.
     #[error("the Idempotency-Key header is invalid: {0}")]
     InvalidIdempotencyKey(String),
@@ -167,6 +192,9 @@ pub enum ApiError {
     /// A readiness check failed.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// More requests in progress than the service takes; shed, not queued.
+    #[error("the service is at capacity; retry shortly")]
+    Overloaded,
     /// The request ran past [`crate::Limits::request_timeout`].
     #[error("the request timed out")]
     Timeout,
@@ -185,6 +213,9 @@ impl ApiError {
         match self {
             ApiError::MissingUserId => ErrorCode::MissingUserId,
             ApiError::InvalidUserId(_) => ErrorCode::InvalidUserId,
+            ApiError::MissingToken => ErrorCode::MissingToken,
+            ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
+            ApiError::UserMismatch => ErrorCode::UserMismatch,
             ApiError::InvalidIdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
             ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
@@ -199,6 +230,7 @@ impl ApiError {
             ApiError::Core(Core::Store(StoreError::Conflict(_) | StoreError::Unavailable(_))) => ErrorCode::Unavailable,
             ApiError::Core(Core::Store(StoreError::Invariant(_))) => ErrorCode::Internal,
             ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::Overloaded => ErrorCode::Overloaded,
             ApiError::Timeout => ErrorCode::Timeout,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -208,6 +240,22 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         self.code().status()
+    }
+
+    /// The RFC 6750 challenge of a refused bearer token; the reasons are fixed text, so they
+    /// cannot break out of the quoted string.
+    fn bearer_challenge(&self) -> Option<HeaderValue> {
+        match self {
+            ApiError::MissingToken => Some(HeaderValue::from_static("Bearer realm=\"payments\"")),
+            ApiError::InvalidToken(reason) => {
+                let reason: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+                HeaderValue::from_str(&format!(
+                    "Bearer realm=\"payments\", error=\"invalid_token\", error_description=\"{reason}\""
+                ))
+                .ok()
+            }
+            _ => None,
+        }
     }
 }
 
@@ -221,9 +269,15 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %self, "storage invariant violated");
                 "internal error".to_string()
             }
+            ErrorCode::Overloaded => self.to_string(),
+            // The cause (a store or broker error) may name hosts, users or SQL: log it, answer
+            // generically.
             _ if status.is_server_error() => {
                 tracing::warn!(error = %self, "request failed");
-                self.to_string()
+                match code {
+                    ErrorCode::NotReady => "a dependency of the service is not usable".to_string(),
+                    _ => "the service is unavailable; retry shortly".to_string(),
+                }
             }
             _ => self.to_string(),
         };
@@ -238,6 +292,9 @@ impl IntoResponse for ApiError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(challenge) = self.bearer_challenge() {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

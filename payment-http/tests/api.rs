@@ -40,7 +40,7 @@ impl Reply {
 impl<S: Store + Inspect> Api<S> {
     fn new(store: S) -> Self {
         let payments = Payments::new(store.clone());
-        let state = ApiState { payments: payments.clone(), metrics: None, readiness: None };
+        let state = ApiState::new(payments.clone());
         Self { app: router(state, Limits::default()), store, payments }
     }
 
@@ -155,7 +155,7 @@ async fn every_row_of_the_table<S: Store + Inspect>(store: S) {
 async fn readiness_reflects_the_extra_check<S: Store + Inspect>(store: S) {
     let payments = Payments::new(store);
     let check: payment_http::ReadinessCheck = Arc::new(|| Box::pin(async { Err("kafka unreachable".to_string()) }));
-    let app = router(ApiState { payments, metrics: None, readiness: Some(check) }, Limits::default());
+    let app = router(ApiState { readiness: Some(check), ..ApiState::new(payments) }, Limits::default());
     let request = Request::builder().uri("/readyz").body(Body::empty()).unwrap();
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

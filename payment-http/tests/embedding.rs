@@ -14,7 +14,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 fn state() -> ApiState<MemoryStore> {
-    ApiState { payments: Payments::new(MemoryStore::new()), metrics: None, readiness: None }
+    ApiState::new(Payments::new(MemoryStore::new()))
 }
 
 struct Reply {

@@ -55,6 +55,7 @@
 //! [`check_inbox_retention`] to compare the store's inbox retention with the topic's.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod consumer;

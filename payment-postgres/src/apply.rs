@@ -16,11 +16,12 @@ balances AS (
     RETURNING 1
 ),
 ledger AS (
-    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at)
-    SELECT entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at
+    INSERT INTO ledger_entries (entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at,
+                                cause)
+    SELECT entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, cause
     FROM UNNEST($4::UUID[], $5::TEXT[], $6::TEXT[], $7::NUMERIC[], $8::NUMERIC[], $9::TEXT[], $46::TEXT[],
-                $10::TIMESTAMPTZ[])
-        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, n)
+                $10::TIMESTAMPTZ[], $47::TEXT[])
+        WITH ORDINALITY AS e(entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, cause, n)
     ORDER BY n
     RETURNING 1
 ),
@@ -67,6 +68,42 @@ macro_rules! column {
     ($rows:expr, |$row:ident| $value:expr) => {
         $rows.iter().map(|$row| $value).collect::<Vec<_>>()
     };
+}
+
+/// Longest cause stored (the column's check); a longer one is cut, on a character boundary.
+const CAUSE_MAX_CHARS: usize = 300;
+
+/// Why each ledger entry exists, from what the effects carry: a payment's command is the
+/// `correlation-id` of its `order.paid` event (the command's inbox identity); a refund is its
+/// refund id; a keyed deposit is its idempotency record (the same user and resulting balance). An
+/// unkeyed deposit has none.
+fn causes(effects: &Effects) -> Vec<Option<String>> {
+    use payment_core::domain::{EntryKind, EventKind};
+    let cut = |text: String| text.chars().take(CAUSE_MAX_CHARS).collect::<String>();
+    effects
+        .ledger
+        .iter()
+        .map(|entry| match entry.kind {
+            EntryKind::Payment => {
+                let order = entry.order_id.as_ref()?.to_string();
+                let event = effects
+                    .outbox
+                    .iter()
+                    .find(|e| e.kind == EventKind::OrderPaid && e.key.as_deref() == Some(order.as_str()))?;
+                let (_, message) = event.headers.iter().find(|(name, _)| name == "correlation-id")?;
+                Some(cut(format!("message:{message}")))
+            }
+            // The refund id names the command: a refund is applied at most once per refund id, and
+            // its row in `refunds` holds the rest.
+            EntryKind::Refund => entry.refund_id.as_ref().map(|refund| cut(format!("refund:{refund}"))),
+            EntryKind::Deposit => {
+                let record = effects.idempotency.iter().find(|r| {
+                    r.user_id == entry.user_id && r.balance == entry.balance_after && r.amount == entry.amount
+                })?;
+                Some(cut(format!("idempotency-key:{}", record.key)))
+            }
+        })
+        .collect()
 }
 
 pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {
@@ -127,6 +164,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<
         .bind(column!(r, |x| x.event_id))
         .bind(column!(r, |x| x.refunded_at))
         .bind(column!(l, |e| e.refund_id.as_ref().map(ToString::to_string)))
+        .bind(causes(effects))
         .fetch_one(conn)
         .await
         .map_err(store_error)?;

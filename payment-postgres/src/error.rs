@@ -12,6 +12,12 @@ pub enum PostgresError {
     /// A migration failed, or the database holds migrations this build does not know.
     #[error("cannot apply the schema migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `MIGRATE=skip` and the database's schema is older than this build's.
+    #[error("the database schema is not current: {0}")]
+    SchemaNotCurrent(String),
+    /// A reconciliation query failed.
+    #[error("cannot reconcile: {0}")]
+    Reconcile(#[source] sqlx::Error),
 }
 
 /// rustls names a certificate from an unknown CA by its variant alone (`invalid peer certificate:

@@ -38,6 +38,7 @@
 //! `testing::server::TestServer` for outage tests.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod apply;
 mod dead_letters;
@@ -45,8 +46,10 @@ mod error;
 mod inbox;
 mod outbox;
 mod payments;
+pub mod reconcile;
 mod retention;
 mod rows;
+mod schema;
 mod store;
 mod tx;
 

@@ -10,7 +10,9 @@
 mod account;
 mod consumer;
 mod dead_letters;
+pub mod reconcile;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use payment_kafka::KafkaConfig;
@@ -37,9 +39,12 @@ pub enum Command {
     /// A user's account, latest ledger entries and payments.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// The consumer group's position on `pay.order`.
+    /// The consumer group's position on `pay.order` and `refund.order`.
     #[command(subcommand)]
     Consumer(ConsumerCommand),
+    /// Check that every balance equals its ledger and every payment has its ledger entry and
+    /// outbox row (PostgreSQL, `DATABASE_URL`); exits 2 with a report when one does not.
+    Reconcile,
 }
 
 /// Why a command could not do its work.
@@ -77,12 +82,15 @@ pub enum CommandError {
     Refused(String),
 }
 
-/// Runs `command` with the service's `settings`, printing its answer to stdout.
-pub async fn run(command: Command, settings: &Settings) -> Result<(), CommandError> {
+/// Runs `command` with the service's `settings`, printing its answer to stdout; the exit status
+/// is 0, or what the command says (`reconcile`: 2 for an inconsistent ledger).
+pub async fn run(command: Command, settings: &Settings) -> Result<ExitCode, CommandError> {
+    let done = |_| ExitCode::SUCCESS;
     match command {
-        Command::DeadLetters(command) => dead_letters::run(command, settings).await,
-        Command::Account(command) => account::run(command, settings).await,
-        Command::Consumer(command) => consumer::run(command, settings).await,
+        Command::DeadLetters(command) => dead_letters::run(command, settings).await.map(done),
+        Command::Account(command) => account::run(command, settings).await.map(done),
+        Command::Consumer(command) => consumer::run(command, settings).await.map(done),
+        Command::Reconcile => reconcile::run(settings).await,
     }
 }
 

@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod accounts;
 mod error;
 mod outcomes;

@@ -2,6 +2,8 @@
 //! variable, a progress bar while running, the report table at the end, and a non-zero exit on
 //! any violation or error.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -18,7 +18,7 @@ impl<S: Store> Payments<S> {
             return Err(Error::AccountExists);
         }
         tx.commit().await?;
-        tracing::info!(user_id = %user, "account created");
+        tracing::debug!(user_id = %user, "account created");
         Ok(account)
     }
 }

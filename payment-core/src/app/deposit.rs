@@ -172,12 +172,13 @@ impl<S: Store> DepositRunner<S> {
                 let (balance, was_replayed) = match outcome? {
                     Deposited::Credited { balance } => {
                         credited += 1;
-                        tracing::info!(%user_id, %amount, %balance, "deposit credited");
+                        // Who and how much are personal data: debug only.
+                        tracing::debug!(%user_id, %amount, %balance, "deposit credited");
                         (balance, false)
                     }
                     Deposited::Replayed { balance } => {
                         replayed += 1;
-                        tracing::info!(%user_id, %amount, "deposit replayed from its idempotency key");
+                        tracing::debug!(%user_id, %amount, "deposit replayed from its idempotency key");
                         (balance, true)
                     }
                 };

@@ -227,9 +227,16 @@ impl Decider<'_> {
                     Outcome::AlreadyPaid { event_id: paid.event_id }
                 }
                 Some(paid) => {
+                    // Which field differs, never the paid values: the message travels in a Kafka
+                    // header and must not tell its readers who paid the order, or how much.
+                    let differs = match (paid.user_id == order.user_id, paid.amount == order.amount) {
+                        (false, false) => "user and amount",
+                        (false, true) => "user",
+                        _ => "amount",
+                    };
                     let detail = format!(
-                        "order {} was paid by user {} for {}; this command asks user {} for {}",
-                        paid.order_id, paid.user_id, paid.amount, order.user_id, order.amount
+                        "order {} is already paid with another {differs}; this command is not applied",
+                        paid.order_id
                     );
                     self.dead_letter(message, DeadLetterReason::ConflictingDuplicate, detail)
                 }
