@@ -39,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+pub mod commands;
 mod compose;
 mod error;
 mod http;

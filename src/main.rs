@@ -11,7 +11,16 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let settings = Settings::parse();
+    let mut settings = Settings::parse();
+    if let Some(command) = settings.command.take() {
+        return match command.run(&settings).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "command failed");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
         Err(error) => {

@@ -97,6 +97,7 @@ pub async fn run(
             let store = PgStore::connect(url, &config).await?;
             store.migrate().await?;
             tracing::info!("PostgreSQL store ready, migrations applied");
+            check_durability(&store, settings.database_allow_lost_commits).await?;
             serve(store, &settings, kafka, consumer, policy, metrics, stop).await
         }
         None => {
@@ -161,3 +162,28 @@ async fn serve<S: Store + Outbox + Retention>(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Refuses a server that can lose acknowledged commits, unless allowed (then warns loudly); the
+/// `payment_database_durable` gauge says which (issue 18 (7), `docs/guarantees.md`).
+async fn check_durability(store: &PgStore, allow_lost_commits: bool) -> Result<(), ServiceError> {
+    let durability = store.durability().await?;
+    let durable = !durability.loses_acknowledged_commits();
+    metrics::gauge!(DATABASE_DURABLE).set(if durable { 1.0 } else { 0.0 });
+    if durable {
+        tracing::info!(%durability, "PostgreSQL keeps the commits it acknowledges");
+        return Ok(());
+    }
+    if !allow_lost_commits {
+        return Err(ServiceError::LostCommits(durability));
+    }
+    tracing::warn!(
+        %durability,
+        "DATABASE_ALLOW_LOST_COMMITS: POSTGRESQL CAN LOSE ACKNOWLEDGED COMMITS — a database crash can lose payments \
+         whose events were published, and a re-send of such a command pays it again"
+    );
+    Ok(())
+}
+
+/// Gauge: 1 when PostgreSQL keeps every commit it acknowledged (`fsync` on, `synchronous_commit`
+/// not `off`), 0 when it was started anyway with `DATABASE_ALLOW_LOST_COMMITS`.
+pub const DATABASE_DURABLE: &str = "payment_database_durable";

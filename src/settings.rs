@@ -107,6 +107,16 @@ pub struct Settings {
     /// Time between two retention passes.
     #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub retention_interval_seconds: u64,
+
+    // Delivery at the edges (issue 18).
+    /// Start even when PostgreSQL can lose commits it acknowledged (`fsync=off` or
+    /// `synchronous_commit=off`), with a loud warning. Exactly-once then rests on the server
+    /// never crashing: a lost commit whose events went out is paid again on a re-send.
+    #[arg(long, env = "DATABASE_ALLOW_LOST_COMMITS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub database_allow_lost_commits: bool,
+    /// An operator command to run instead of serving (`outbox parked`, `outbox requeue`).
+    #[command(subcommand)]
+    pub command: Option<crate::commands::Command>,
 }
 
 /// See [`Settings::inbox_retention_check`].

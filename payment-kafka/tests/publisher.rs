@@ -1,8 +1,9 @@
 //! The outbox publisher over the real Kafka protocol (librdkafka's mock cluster), on the
 //! in-memory store and on PostgreSQL: a row the broker refuses for good is parked while every
 //! other row, before and after it and beyond the first read window, is published about once; a
-//! row refused only with its batch is not parked; a leader that cannot publish gives the lock up
-//! to a standby; a producer that fails fatally is rebuilt.
+//! row refused only with its batch is not parked; a missing topic or a passing authorisation
+//! failure parks nothing and holds the rows behind back; a re-queued row is published; a leader
+//! that cannot publish gives the lock up to a standby; a producer that fails fatally is rebuilt.
 //!
 //! The helpers live here, not in `common`, so this file depends on nothing but the crates' APIs.
 //! `PUBLISHER_TEST_LOG=debug` prints the publisher's logs.
@@ -238,45 +239,97 @@ async fn a_row_too_large_for_the_broker_is_parked_and_the_rest_published<S: Stor
     assert_eq!(store.unpublished(100).await.ok().map(|rows| rows.len()), Some(0));
 }
 
-/// Scenario (b): one event kind is routed to a topic the cluster does not have.
-async fn a_row_for_an_unknown_topic_is_parked_and_the_rest_published<S: Store + Outbox + Inspect>(store: S) {
+/// Scenario (b): one event kind is routed to a topic the cluster does not have yet. Its rows are
+/// not parked: the round stops there, the rows behind them wait (their order kept), and once the
+/// topic exists every row is published.
+async fn a_missing_topic_holds_its_rows_back_and_parks_nothing<S: Store + Outbox + Inspect>(store: S) {
     let deadline = Instant::now() + WAIT;
     let cluster = Cluster::start();
     let payments = Payments::new(store.clone());
     funded(&payments, "u1").await;
     paid_orders(&payments, "before", 5).await;
-    // No account: order.payment_failed, for a topic that was never created.
+    // No account: order.payment_failed, for a topic that is created only later.
     for i in 0..2 {
         let (message, order) = (format!("m-ghost-{i}"), format!("ghost-{i}"));
         payments.pay_orders(&[pay(&message, &order, "ghost", "1")]).await.unwrap_or_else(|e| panic!("{e}"));
     }
     paid_orders(&payments, "after", 5).await;
 
-    let mut kafka = cluster.kafka(&[]);
-    kafka.topics.order_payment_failed = "order.payment_failed.never-created".into();
+    let late_topic = "order.payment_failed.created-late";
+    let mut kafka = cluster.kafka(&[("topic.metadata.refresh.interval.ms", "500")]);
+    kafka.topics.order_payment_failed = late_topic.into();
     let mut observer = cluster.observe(&[&kafka.topics.order_paid]);
     // The publisher reports an unknown topic after half the delivery timeout (its
-    // `topic.metadata.propagation.max.ms`), before the rows would time out as transient failures.
+    // `topic.metadata.propagation.max.ms`); it retries, with backoff.
     let publisher = Running::spawn(&kafka, publisher_config(), store.clone());
 
-    let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 10).await;
-    assert!(all_paid, "every order.paid arrives; {}", observer.summary());
-    eventually("the outbox to settle with two parked rows", deadline, || settled(&store, 2)).await;
-    observer.settle(Duration::from_secs(1)).await;
-    publisher.stop().await;
+    let before = observer.until(deadline, |seen| deliveries(seen).len() >= 5).await;
+    assert!(before, "the rows before the missing topic's are published; {}", observer.summary());
+    // Two delivery timeouts: the missing topic has been reported (and retried) by now.
+    observer.settle(Duration::from_secs(8)).await;
+    assert_eq!(observer.deliveries().len(), 5, "the rows behind the missing topic's wait: {}", observer.summary());
+    assert_eq!(store.parked().await.ok(), Some(0), "an outage parks nothing");
+    assert_eq!(store.backlog().await.ok(), Some(7));
 
-    let deliveries = observer.deliveries();
-    assert_eq!(deliveries.len(), 10);
-    let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
-    assert!(duplicates <= BATCH_ROWS as usize, "at most one read window is sent twice; {duplicates} duplicates");
-    let snapshot = store.snapshot().await;
-    let parked: Vec<usize> = snapshot.parked.iter().map(|(index, _)| *index).collect();
-    assert_eq!(parked, [5, 6], "the two order.payment_failed rows");
-    assert!(
-        snapshot.parked.iter().all(|(_, error)| error.contains("UnknownTopic")),
-        "the broker's refusal is kept: {:?}",
-        snapshot.parked
-    );
+    cluster.mock.create_topic(late_topic, PARTITIONS, 3).unwrap_or_else(|e| panic!("create {late_topic}: {e}"));
+    let deadline = Instant::now() + WAIT;
+    let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 10).await;
+    assert!(all_paid, "every order.paid arrives once the topic exists; {}", observer.summary());
+    eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
+    publisher.stop().await;
+    let mut failed = cluster.observe(&[late_topic]);
+    assert!(failed.until(deadline, |seen| deliveries(seen).len() >= 2).await, "both failures arrive");
+    assert!(store.snapshot().await.parked.is_empty());
+}
+
+/// Produce requests refused as not authorised for a while (an ACL reload, a credential
+/// rotation): nothing is parked, every row is published once the authorisation is back.
+async fn a_passing_authorisation_failure_parks_nothing<S: Store + Outbox + Inspect>(store: S) {
+    let deadline = Instant::now() + WAIT;
+    let cluster = Cluster::start();
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1").await;
+    paid_orders(&payments, "o", 6).await;
+    cluster
+        .mock
+        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4]);
+
+    let mut observer = cluster.observe(&[&Topics::default().order_paid]);
+    let publisher = Running::spawn(&cluster.kafka(&[]), publisher_config(), store.clone());
+    let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 6).await;
+    assert!(all_paid, "every row is published; {}", observer.summary());
+    eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
+    publisher.stop().await;
+    assert!(store.snapshot().await.parked.is_empty(), "an authorisation failure parks nothing");
+}
+
+/// A parked row comes back: once re-queued (the cause fixed: a larger `message.max.bytes`),
+/// it is published.
+async fn a_requeued_row_is_published<S: Store + Outbox + Inspect>(store: S) {
+    let deadline = Instant::now() + WAIT;
+    let cluster = Cluster::start();
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1").await;
+    let poison = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30_000));
+    payments.pay_orders(&[raw("m-poison", &poison)]).await.unwrap_or_else(|e| panic!("{e}"));
+    paid_orders(&payments, "o", 2).await;
+    let topics = Topics::default();
+    let mut observer = cluster.observe(&[&topics.order_paid, &topics.dead_letter]);
+
+    let small = Running::spawn(&cluster.kafka(&[("message.max.bytes", "10000")]), publisher_config(), store.clone());
+    eventually("the oversized row to be parked", deadline, || settled(&store, 1)).await;
+    small.stop().await;
+    let parked = store.parked_rows(10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].error.contains("MessageSizeTooLarge"), "{:?}", parked[0]);
+
+    assert_eq!(store.requeue(None).await.ok(), Some(1));
+    let publisher = Running::spawn(&cluster.kafka(&[]), publisher_config(), store.clone());
+    eventually("the re-queued row to be published", deadline, || settled(&store, 0)).await;
+    let all = observer.until(deadline, |seen| deliveries(seen).len() >= 3).await;
+    assert!(all, "the dead letter arrives after its re-queue; {}", observer.summary());
+    publisher.stop().await;
+    assert_eq!(observer.on(&topics.dead_letter), 1);
 }
 
 /// Scenario (c): the leader cannot reach any broker; after `leader_give_up_after` it releases the
@@ -377,7 +430,9 @@ async fn a_batch_refused_as_a_whole_parks_none_of_its_rows<S: Store + Outbox + I
 
 payment_postgres::on_both_stores!(
     a_row_too_large_for_the_broker_is_parked_and_the_rest_published,
-    a_row_for_an_unknown_topic_is_parked_and_the_rest_published,
+    a_missing_topic_holds_its_rows_back_and_parks_nothing,
+    a_passing_authorisation_failure_parks_nothing,
+    a_requeued_row_is_published,
     a_leader_that_cannot_publish_gives_up_to_a_standby,
     a_producer_that_fails_fatally_is_rebuilt,
     a_batch_refused_as_a_whole_parks_none_of_its_rows,

@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+mod durability;
 mod error;
 mod outbox;
 mod retention;
@@ -50,6 +51,7 @@ mod tx;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use durability::Durability;
 pub use error::PostgresError;
 pub use outbox::{
     PgLeader, PgWakeups, LEADER_KEEPALIVE_COUNT, LEADER_KEEPALIVE_IDLE_SECS, LEADER_KEEPALIVE_INTERVAL_SECS,

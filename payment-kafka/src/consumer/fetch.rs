@@ -293,5 +293,8 @@ fn decode(message: &BorrowedMessage<'_>) -> Inbound {
     });
     let origin =
         Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
-    Inbound::decode(message.payload().unwrap_or_default(), header, origin)
+    // CreateTime or LogAppendTime alike: either differs between two records that share a
+    // position in two incarnations of the topic.
+    let created_at_ms = message.timestamp().to_millis();
+    Inbound::decode_record(message.payload().unwrap_or_default(), header, origin, created_at_ms)
 }
