@@ -15,10 +15,10 @@
 //!
 //! Rows are produced in id order, which is commit order per order id (the events of one order
 //! come from transactions that lock its account), keyed by order id, through an idempotent
-//! producer that keeps the order of a partition across its own retries. A round stops at its
-//! first transient failure and sends that row and every row after it again, so a later event of
-//! a key is never marked while an earlier one is not. What a consumer may rely on is in
-//! `docs/kafka-contract.md`.
+//! producer that keeps the order of a partition across its own retries. A row left unsettled by
+//! a round is sent again, and so is every later row of its key, so a later event of a key is
+//! never marked while an earlier one is not. What a consumer may rely on (and what a delivery
+//! timeout does to it) is in `docs/kafka-contract.md`.
 
 mod gauges;
 mod leadership;

@@ -6,8 +6,8 @@
 //! authorised, is a property of the destination, and destinations come back: a topic recreated
 //! after 15 s, an ACL reload, a credential rotation. Parking on those used to set aside every
 //! event of the outage's window, out of their order, until an operator re-queued them (issue 18
-//! (2)); now the round stops at the first such row and retries it, with backoff, so the events of
-//! an order still go out in their order once the destination is back. The operator sees the
+//! (2)); now such a row stays in the outbox and is retried, with backoff, and a later row of the
+//! same order is sent again after it, while the rows of other orders go on. The operator sees the
 //! outage in `payment_outbox_publish_failures_total` and the age of the oldest waiting row.
 
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};

@@ -1,14 +1,19 @@
 //! One round of publishing: produce the oldest unpublished rows, then walk their deliveries in id
 //! order —
 //!
-//! - acknowledged: the row is marked published (only after the broker's acknowledgement);
+//! - acknowledged: the row is marked published (only after the broker's acknowledgement), unless
+//!   an earlier row of its key was left unsettled in this round: then it is sent again after that
+//!   one next round, so the last copy of each event of an order comes after the last copy of
+//!   every earlier event of that order;
 //! - refused for good ([`Refusal::Permanent`]: too large, invalid record): the row is sent once
 //!   more on its own, because a broker refuses a whole batch for one bad record and the others
-//!   must not pay for it. Refused again, it is parked and the walk goes on. Accepted alone, it is
-//!   marked and the walk stops there, as below;
-//! - the first transient failure (broker down, timeout, not enough replicas, queue full, a topic
-//!   missing, an authorisation withdrawn): the walk stops. That row and every row after it stay
-//!   unpublished and are sent again next round, after a backoff (at least once).
+//!   must not pay for it. Refused again, it is parked. Accepted alone, it is marked, and the rows
+//!   after it that failed (refused with its batch) are left for the next round;
+//! - a transient failure (broker down, timeout, not enough replicas, queue full, a topic
+//!   missing, an authorisation withdrawn): the row stays unpublished and is sent again next
+//!   round, after a backoff (at least once). Rows after it are no longer judged alone or parked
+//!   in this round, but those acknowledged are marked: an outage of one topic does not re-send
+//!   every row behind it round after round.
 //!
 //! A fatal producer error is the producer's fault, not the rows': nothing of that round is
 //! parked, and the producer is rebuilt.
@@ -21,6 +26,8 @@
 //! there instead of re-sending rows behind the new leader's back, which could put an older event
 //! of an order after a newer one (issue 18 (5)). Rows already acknowledged are still marked: the
 //! mark is idempotent and only saves the new leader duplicates.
+
+use std::collections::HashSet;
 
 use chrono::Utc;
 use futures::future::join_all;
@@ -66,6 +73,13 @@ impl Round {
     }
 }
 
+/// What sending a refused row alone decided.
+enum Judged {
+    Accepted,
+    Parked,
+    Unsettled(PublishError),
+}
+
 impl<O: Outbox> OutboxPublisher<O> {
     /// Produces the oldest unpublished rows, then marks the acknowledged ones and parks the ones
     /// refused for good, in id order, up to the first transient failure (see the module docs).
@@ -86,42 +100,51 @@ impl<O: Outbox> OutboxPublisher<O> {
         // order per partition, hence per order id (the key).
         let deliveries = join_all(rows.iter().map(|row| self.produce(row))).await;
         let mut acked: Vec<&OutboxRecord> = Vec::new();
+        // Keys of the rows this round leaves unsettled: a later row of such a key is sent again
+        // after it, even when acknowledged now, so that the last copy of each event of a key
+        // comes after the last copy of every earlier one.
+        let mut held: HashSet<&str> = HashSet::new();
+        // Rows are judged (sent alone, parked) only up to the first row left unsettled: after
+        // an outage or a batch refused as a whole, the refusals say nothing about the rows.
+        let mut judging = true;
         for (row, delivery) in rows.iter().zip(deliveries) {
-            let Err(error) = delivery else {
-                acked.push(row);
-                continue;
-            };
-            if self.refusal(&error) != Refusal::Permanent {
-                round.stopped = Some(PublishError::Delivery { id: row.id, error });
-                break;
-            }
-            // The deliveries may have taken a delivery timeout: still the leader?
-            if !leader.still_leading().await {
-                round.stopped = Some(PublishError::LostLeadership);
-                break;
-            }
-            // Nothing else is in flight now: alone, the row is judged on its own bytes.
-            match self.produce(row).await {
+            let key = row.event.key.as_deref();
+            let error = match delivery {
+                Ok(()) if key.is_some_and(|key| held.contains(key)) => continue,
                 Ok(()) => {
-                    tracing::info!(
-                        row = row.id,
-                        %error,
-                        "outbox row refused with its batch but accepted alone; the rows after it are sent again"
-                    );
                     acked.push(row);
+                    continue;
+                }
+                Err(error) => error,
+            };
+            let refusal = self.refusal(&error);
+            if judging && refusal == Refusal::Permanent {
+                // The deliveries may have taken a delivery timeout: still the leader?
+                if !leader.still_leading().await {
+                    round.stopped = Some(PublishError::LostLeadership);
                     break;
                 }
-                Err(error) if self.refusal(&error) == Refusal::Permanent => match self.park(row, &error).await {
-                    Ok(()) => round.parked += 1,
-                    Err(store) => {
-                        round.stopped = Some(store.into());
-                        break;
+                match self.judge_alone(row, &error).await {
+                    Judged::Accepted => {
+                        acked.push(row);
+                        // The rows after it were refused with its batch: sent again next round.
+                        judging = false;
+                        continue;
                     }
-                },
-                Err(error) => {
-                    round.stopped = Some(PublishError::Delivery { id: row.id, error });
-                    break;
+                    Judged::Parked => {
+                        round.parked += 1;
+                        continue;
+                    }
+                    Judged::Unsettled(stopped) => {
+                        round.stopped.get_or_insert(stopped);
+                    }
                 }
+            } else if refusal != Refusal::Permanent {
+                round.stopped.get_or_insert(PublishError::Delivery { id: row.id, error });
+            }
+            judging = false;
+            if let Some(key) = key {
+                held.insert(key);
             }
         }
         match self.mark(&acked).await {
@@ -133,6 +156,26 @@ impl<O: Outbox> OutboxPublisher<O> {
             round.stopped = Some(PublishError::FatalProducer { code, reason });
         }
         round
+    }
+
+    /// Sends a row refused for good with its batch once more on its own: nothing else is in
+    /// flight now, so it is judged on its own bytes. Refused again, it is parked.
+    async fn judge_alone(&self, row: &OutboxRecord, refused: &RdKafkaError) -> Judged {
+        match self.produce(row).await {
+            Ok(()) => {
+                tracing::info!(
+                    row = row.id,
+                    error = %refused,
+                    "outbox row refused with its batch but accepted alone; the rows after it are sent again"
+                );
+                Judged::Accepted
+            }
+            Err(error) if self.refusal(&error) == Refusal::Permanent => match self.park(row, &error).await {
+                Ok(()) => Judged::Parked,
+                Err(store) => Judged::Unsettled(store.into()),
+            },
+            Err(error) => Judged::Unsettled(PublishError::Delivery { id: row.id, error }),
+        }
     }
 
     fn refusal(&self, error: &RdKafkaError) -> Refusal {
