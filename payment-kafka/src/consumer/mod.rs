@@ -47,6 +47,7 @@
 mod context;
 mod fetch;
 mod health;
+mod offsets;
 
 use std::time::{Duration, Instant};
 
@@ -126,7 +127,7 @@ impl<S: Store> PayOrderConsumer<S> {
                 break;
             }
             self.health.batch_committed(batch.messages.len());
-            if acks.send(batch.offsets).is_err() {
+            if acks.send(batch.ack()).is_err() {
                 break;
             }
         }
