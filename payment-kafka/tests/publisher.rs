@@ -427,6 +427,68 @@ async fn a_batch_refused_as_a_whole_parks_none_of_its_rows<S: Store + Outbox + I
     assert!(store.snapshot().await.parked.is_empty(), "no row is parked for its batch");
 }
 
+/// PostgreSQL only: the leader's lock connection is killed while a round's deliveries are slow
+/// (a 1.5 s round trip to every broker). The round then finds a row the broker refused for good;
+/// a leader that no longer holds the lock must not go on (send it alone, park it) behind the back
+/// of the instance that may lead by now. The next leader does it.
+#[test]
+fn a_leader_whose_lock_dies_mid_round_stops_there() {
+    payment_core::testing::block_on(async {
+        let deadline = Instant::now() + WAIT;
+        let store = payment_postgres::testing::fresh_store(8).await;
+        let cluster = Cluster::start();
+        let payments = Payments::new(store.clone());
+        funded(&payments, "u1").await;
+        let poison = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30_000));
+        payments.pay_orders(&[raw("m-poison", &poison)]).await.unwrap_or_else(|e| panic!("{e}"));
+        paid_orders(&payments, "o", 3).await;
+        for broker in 1..=3 {
+            cluster.mock.broker_round_trip_time(broker, Duration::from_millis(1_500)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let kafka = cluster.kafka(&[("message.max.bytes", "10000")]);
+        // Once it lost the lock, the first leader would only try again after a minute.
+        let slow = PublisherConfig {
+            delivery_timeout: Duration::from_secs(15),
+            leader_retry_interval: Duration::from_secs(60),
+            ..publisher_config()
+        };
+        let first = Running::spawn(&kafka, slow, store.clone());
+
+        let lock_holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                           AND ((classid::BIGINT << 32) | objid::BIGINT) = $1";
+        let mut holder: Option<i32> = None;
+        while holder.is_none() {
+            assert!(Instant::now() < deadline, "the first publisher never led");
+            holder = sqlx::query_scalar(lock_holder)
+                .bind(payment_postgres::PUBLISHER_LOCK_KEY)
+                .fetch_optional(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(holder)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or(false);
+        assert!(terminated, "the lock connection is killed while the round's deliveries travel");
+
+        // The round's deliveries complete within a few round trips; the refused row is then
+        // judged only by a leader that still holds the lock.
+        eventually("the round's acknowledged rows to be marked", deadline, || async {
+            matches!((store.backlog().await, store.parked().await), (Ok(b), Ok(p)) if b + p == 1)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.parked().await.ok(), Some(0), "a leader without its lock parks nothing");
+
+        let second = Running::spawn(&kafka, publisher_config(), store.clone());
+        eventually("the next leader to park the refused row", deadline, || settled(&store, 1)).await;
+        first.stop().await;
+        second.stop().await;
+    });
+}
+
 payment_postgres::on_both_stores!(
     a_row_too_large_for_the_broker_is_parked_and_the_rest_published,
     a_missing_topic_holds_its_rows_back_and_parks_nothing,

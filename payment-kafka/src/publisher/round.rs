@@ -73,11 +73,13 @@ impl Round {
     }
 }
 
-/// What sending a refused row alone decided.
+/// What judging a refused row decided.
 enum Judged {
     Accepted,
     Parked,
     Unsettled(PublishError),
+    /// Not sent: the lock is lost.
+    NotLeading,
 }
 
 impl<O: Outbox> OutboxPublisher<O> {
@@ -119,12 +121,15 @@ impl<O: Outbox> OutboxPublisher<O> {
             };
             let refusal = self.refusal(&error);
             if judging && refusal == Refusal::Permanent {
-                // The deliveries may have taken a delivery timeout: still the leader?
-                if !leader.still_leading().await {
+                // The deliveries may have taken a delivery timeout: still the leader? If not,
+                // nothing more is sent; what the broker acknowledged is still marked.
+                let judged = if leader.still_leading().await {
+                    self.judge_alone(row, &error).await
+                } else {
                     round.stopped = Some(PublishError::LostLeadership);
-                    break;
-                }
-                match self.judge_alone(row, &error).await {
+                    Judged::NotLeading
+                };
+                match judged {
                     Judged::Accepted => {
                         acked.push(row);
                         // The rows after it were refused with its batch: sent again next round.
@@ -138,6 +143,7 @@ impl<O: Outbox> OutboxPublisher<O> {
                     Judged::Unsettled(stopped) => {
                         round.stopped.get_or_insert(stopped);
                     }
+                    Judged::NotLeading => {}
                 }
             } else if refusal != Refusal::Permanent {
                 round.stopped.get_or_insert(PublishError::Delivery { id: row.id, error });
