@@ -434,7 +434,8 @@ async fn a_batch_refused_as_a_whole_parks_none_of_its_rows<S: Store + Outbox + I
 #[test]
 fn a_leader_whose_lock_dies_mid_round_stops_there() {
     payment_core::testing::block_on(async {
-        let deadline = Instant::now() + WAIT;
+        // Every request takes a 1.5 s round trip until the second leader starts.
+        let deadline = Instant::now() + 2 * WAIT;
         let store = payment_postgres::testing::fresh_store(8).await;
         let cluster = Cluster::start();
         let payments = Payments::new(store.clone());
@@ -482,7 +483,11 @@ fn a_leader_whose_lock_dies_mid_round_stops_there() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(store.parked().await.ok(), Some(0), "a leader without its lock parks nothing");
 
+        for broker in 1..=3 {
+            cluster.mock.broker_round_trip_time(broker, Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+        }
         let second = Running::spawn(&kafka, publisher_config(), store.clone());
+        let deadline = Instant::now() + WAIT;
         eventually("the next leader to park the refused row", deadline, || settled(&store, 1)).await;
         first.stop().await;
         second.stop().await;
