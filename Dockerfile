@@ -48,6 +48,11 @@ FROM runtime AS service
 COPY --from=build /out/payment-service /usr/local/bin/payment-service
 USER payment
 ENV HTTP_ADDR=0.0.0.0:8080
+# Refuse to start when pay.order may keep a message longer than the inbox remembers it (a replay
+# would decide it again). A record can outlive retention.ms by up to segment.ms: 15 days of inbox
+# cover Kafka's defaults of 7 days each.
+ENV INBOX_RETENTION_CHECK=refuse
+ENV INBOX_RETENTION_HOURS=360
 EXPOSE 8080
 # bookworm-slim has no curl or wget; rather than install one (and its TLS libraries) the check
 # speaks HTTP/1.1 through bash's /dev/tcp to the port of HTTP_ADDR and passes on a 200 from /readyz

@@ -20,6 +20,8 @@ use crate::{PaymentService, ServiceError};
 const EMBEDDED_PARTITIONS: i32 = 4;
 /// The mock cluster holds an empty fetch for its whole wait, even when a message arrives.
 const EMBEDDED_FETCH_WAIT_MAX: Duration = Duration::from_millis(10);
+/// How often the inbox retention is checked against `pay.order`'s again.
+const RETENTION_RECHECK: Duration = Duration::from_secs(3600);
 /// How long the start waits for the cluster's answer about topics and their retention.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,22 +76,26 @@ pub async fn run(
             payment_kafka::ensure_topics(&kafka, layout, ADMIN_TIMEOUT).await?;
         }
         let inbox = policy.inbox_max_age;
-        match settings.inbox_retention_check {
-            RetentionCheck::Refuse => {
-                payment_kafka::check_inbox_retention(&kafka, inbox, true, ADMIN_TIMEOUT).await?;
-            }
-            // Only a warning can come of it, so the start does not wait for a broker that is
-            // slow to answer (or never does: the mock cluster).
-            RetentionCheck::Warn => {
-                let kafka = kafka.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = payment_kafka::check_inbox_retention(&kafka, inbox, false, ADMIN_TIMEOUT).await
-                    {
-                        tracing::warn!(%error, "the inbox retention could not be checked");
-                    }
-                });
-            }
+        if settings.inbox_retention_check == RetentionCheck::Refuse {
+            payment_kafka::check_inbox_retention(&kafka, inbox, true, ADMIN_TIMEOUT).await?;
         }
+        // Again every hour (a topic's retention can be raised while the service runs), with a
+        // warning only; in `warn` mode the first check is this one, so the start does not wait
+        // for a broker that is slow to answer (or never does: the mock cluster).
+        let kafka = kafka.clone();
+        let skip_first = settings.inbox_retention_check == RetentionCheck::Refuse;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RETENTION_RECHECK);
+            if skip_first {
+                every.tick().await;
+            }
+            loop {
+                every.tick().await;
+                if let Err(error) = payment_kafka::check_inbox_retention(&kafka, inbox, false, ADMIN_TIMEOUT).await {
+                    tracing::warn!(%error, "the inbox retention could not be checked");
+                }
+            }
+        });
     }
     match &settings.database_url {
         Some(url) => {
