@@ -53,6 +53,11 @@ FROM runtime AS service
 COPY --from=build /out/payment-service /usr/local/bin/payment-service
 USER payment
 ENV HTTP_ADDR=0.0.0.0:8080
+# Refuse to start when pay.order may keep a message longer than the inbox remembers it (a replay
+# would decide it again). A record can outlive retention.ms by up to segment.ms: 15 days of inbox
+# cover Kafka's defaults of 7 days each.
+ENV INBOX_RETENTION_CHECK=refuse
+ENV INBOX_RETENTION_HOURS=360
 # A container never falls back to the in-memory store or the embedded broker: without
 # DATABASE_URL and KAFKA_BROKERS it refuses to start, naming what is missing.
 ENV REQUIRE_EXTERNAL=true

@@ -22,6 +22,20 @@ pub enum ServiceError {
     /// created or checked.
     #[error(transparent)]
     Kafka(#[from] payment_kafka::KafkaError),
+    /// The store failed (an operator command, or a check at start).
+    #[error(transparent)]
+    Store(#[from] payment_core::ports::StoreError),
+    /// PostgreSQL can lose commits it acknowledged, and `DATABASE_ALLOW_LOST_COMMITS` is not set.
+    #[error(
+        "PostgreSQL can lose commits it acknowledged ({0}): a crash would lose payments whose events are          published, and a re-send would pay them again. Turn fsync and synchronous_commit on, or set          DATABASE_ALLOW_LOST_COMMITS=true to accept the risk"
+    )]
+    LostCommits(payment_postgres::Durability),
+    /// An operator command was run without `DATABASE_URL`.
+    #[error("this command works on the PostgreSQL store: set DATABASE_URL")]
+    CommandNeedsDatabase,
+    /// A command's result could not be written to standard output.
+    #[error("cannot write the command's output: {0}")]
+    Output(#[source] std::io::Error),
     /// librdkafka's mock cluster (the embedded broker) could not start.
     #[error("cannot start the embedded Kafka broker: {0}")]
     EmbeddedBroker(#[source] rdkafka::error::KafkaError),

@@ -23,6 +23,8 @@ const EMBEDDED_PARTITIONS: i32 = 4;
 const EMBEDDED_FETCH_WAIT_MAX: Duration = Duration::from_millis(10);
 /// Requests in progress on the admin listener: probes and scrapes, a handful at a time.
 const ADMIN_REQUESTS_MAX: usize = 32;
+/// How often the inbox retention is checked against `pay.order`'s again.
+const RETENTION_RECHECK: Duration = Duration::from_secs(3600);
 /// How long the start waits for the cluster's answer about topics and their retention.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,22 +86,26 @@ pub async fn run(
             payment_kafka::ensure_topics(&kafka, layout, ADMIN_TIMEOUT).await?;
         }
         let inbox = policy.inbox_max_age;
-        match settings.inbox_retention_check {
-            RetentionCheck::Refuse => {
-                payment_kafka::check_inbox_retention(&kafka, inbox, true, ADMIN_TIMEOUT).await?;
-            }
-            // Only a warning can come of it, so the start does not wait for a broker that is
-            // slow to answer (or never does: the mock cluster).
-            RetentionCheck::Warn => {
-                let kafka = kafka.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = payment_kafka::check_inbox_retention(&kafka, inbox, false, ADMIN_TIMEOUT).await
-                    {
-                        tracing::warn!(%error, "the inbox retention could not be checked");
-                    }
-                });
-            }
+        if settings.inbox_retention_check == RetentionCheck::Refuse {
+            payment_kafka::check_inbox_retention(&kafka, inbox, true, ADMIN_TIMEOUT).await?;
         }
+        // Again every hour (a topic's retention can be raised while the service runs), with a
+        // warning only; in `warn` mode the first check is this one, so the start does not wait
+        // for a broker that is slow to answer (or never does: the mock cluster).
+        let kafka = kafka.clone();
+        let skip_first = settings.inbox_retention_check == RetentionCheck::Refuse;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RETENTION_RECHECK);
+            if skip_first {
+                every.tick().await;
+            }
+            loop {
+                every.tick().await;
+                if let Err(error) = payment_kafka::check_inbox_retention(&kafka, inbox, false, ADMIN_TIMEOUT).await {
+                    tracing::warn!(%error, "the inbox retention could not be checked");
+                }
+            }
+        });
     }
     match &database_url {
         Some(url) => {
@@ -115,6 +121,7 @@ pub async fn run(
                     tracing::info!("PostgreSQL store ready, schema current (MIGRATE=skip)");
                 }
             }
+            check_durability(&store, settings.database_allow_lost_commits).await?;
             serve(store, &settings, kafka, consumer, policy, metrics, stop).await
         }
         None => {
@@ -202,3 +209,28 @@ async fn serve<S: Store + Outbox + Retention>(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Refuses a server that can lose acknowledged commits, unless allowed (then warns loudly); the
+/// `payment_database_durable` gauge says which (issue 18 (7), `docs/guarantees.md`).
+async fn check_durability(store: &PgStore, allow_lost_commits: bool) -> Result<(), ServiceError> {
+    let durability = store.durability().await?;
+    let durable = !durability.loses_acknowledged_commits();
+    metrics::gauge!(DATABASE_DURABLE).set(if durable { 1.0 } else { 0.0 });
+    if durable {
+        tracing::info!(%durability, "PostgreSQL keeps the commits it acknowledges");
+        return Ok(());
+    }
+    if !allow_lost_commits {
+        return Err(ServiceError::LostCommits(durability));
+    }
+    tracing::warn!(
+        %durability,
+        "DATABASE_ALLOW_LOST_COMMITS: POSTGRESQL CAN LOSE ACKNOWLEDGED COMMITS — a database crash can lose payments \
+         whose events were published, and a re-send of such a command pays it again"
+    );
+    Ok(())
+}
+
+/// Gauge: 1 when PostgreSQL keeps every commit it acknowledged (`fsync` on, `synchronous_commit`
+/// not `off`), 0 when it was started anyway with `DATABASE_ALLOW_LOST_COMMITS`.
+pub const DATABASE_DURABLE: &str = "payment_database_durable";

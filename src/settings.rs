@@ -196,6 +196,12 @@ pub struct Settings {
     /// refuse to start unless the schema is current (a runtime role without DDL rights).
     #[arg(long, env = "MIGRATE", value_enum, default_value_t = Migrate::Auto)]
     pub migrate: Migrate,
+    // Delivery at the edges (issue 18).
+    /// Start even when PostgreSQL can lose commits it acknowledged (`fsync=off` or
+    /// `synchronous_commit=off`), with a loud warning. Exactly-once then rests on the server
+    /// never crashing: a lost commit whose events went out is paid again on a re-send.
+    #[arg(long, env = "DATABASE_ALLOW_LOST_COMMITS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub database_allow_lost_commits: bool,
     /// An operator's command, run once instead of the service (`docs/runbook.md`); none: serve.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -24,6 +24,9 @@ struct Stack {
     _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     brokers: String,
     database_url: String,
+    /// The shared test server runs with `fsync` off for speed: the service must be told to
+    /// accept it. A dedicated (outage) server is durable and needs no such setting.
+    allow_lost_commits: bool,
 }
 
 impl Stack {
@@ -33,11 +36,11 @@ impl Stack {
             cluster.create_topic(topic, 4, 1).expect("topic");
         }
         let brokers = cluster.bootstrap_servers();
-        let database_url = match database_url {
-            Some(url) => url,
-            None => payment_postgres::testing::fresh_database().await,
+        let (database_url, allow_lost_commits) = match database_url {
+            Some(url) => (url, false),
+            None => (payment_postgres::testing::fresh_database().await, true),
         };
-        Stack { _cluster: cluster, brokers, database_url }
+        Stack { _cluster: cluster, brokers, database_url, allow_lost_commits }
     }
 
     fn settings(&self) -> Vec<(&'static str, String)> {
@@ -48,6 +51,7 @@ impl Stack {
             ("KAFKA_PROPERTIES", "session.timeout.ms=6000,heartbeat.interval.ms=500".into()),
             ("OUTBOX_POLL_MS", "200".into()),
             ("KAFKA_FETCH_WAIT_MAX_MS", "10".into()),
+            ("DATABASE_ALLOW_LOST_COMMITS", self.allow_lost_commits.to_string()),
         ]
     }
 

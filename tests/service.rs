@@ -30,6 +30,9 @@ fn a_shop_pays_an_order_end_to_end() {
             &brokers,
             "--kafka-property",
             "session.timeout.ms=6000",
+            // The shared test server runs with fsync off, for speed.
+            "--database-allow-lost-commits",
+            "true",
         ])
         .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

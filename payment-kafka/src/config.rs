@@ -228,7 +228,7 @@ pub struct PublisherConfig {
     pub leader_give_up_after: Duration,
     /// How long a record may wait for the broker before its delivery counts as failed
     /// (`message.timeout.ms`; half of it is `topic.metadata.propagation.max.ms`, so a topic that
-    /// does not exist is reported as unknown, and its rows parked, before they time out).
+    /// does not exist is reported as unknown before its rows time out; both are retried).
     pub delivery_timeout: Duration,
     /// First wait after a failed round or an unreachable store; doubled up to `retry_max_backoff`.
     /// Unsettled rows are sent again, never skipped.

@@ -5,11 +5,13 @@
 //!
 //! - [`PayOrderConsumer`] reads `pay.order` on a fetch thread of its own, in bounded batches,
 //!   applies each batch in one unit of work (poison included: it becomes a dead letter in the same
-//!   transaction) and stores offsets only after the commit; [`ConsumerHealth`] counts its stalls,
-//!   client replacements, rebalances and closes;
+//!   transaction; a command the store itself refuses is isolated by halving the batch and
+//!   dead-lettered as `store_rejected`) and stores offsets only after the commit;
+//!   [`ConsumerHealth`] counts its stalls, client replacements, rebalances and closes;
 //! - [`OutboxPublisher`] publishes committed outbox rows (`order.paid`, `order.payment_failed`,
-//!   `pay.order.dlq`) with an idempotent producer, one active publisher per store, and parks a row
-//!   the broker refuses for good instead of letting it block the rows behind it;
+//!   `pay.order.dlq`) with an idempotent producer, one active publisher per store; it waits out
+//!   an outage of the broker or of a destination (missing topic, authorisation) and parks only a
+//!   record the broker refuses for good, instead of letting it block the rows behind it;
 //! - [`ensure_topics`] creates missing topics on a real cluster;
 //! - [`check_inbox_retention`] compares the inbox retention with `pay.order`'s at start.
 //!

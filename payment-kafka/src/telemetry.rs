@@ -46,3 +46,6 @@ pub const PUBLISHER_LEADING: &str = "payment_outbox_publisher_leading";
 pub const PUBLISHER_PRODUCER_REBUILDS: &str = "payment_outbox_producer_rebuilds_total";
 /// Times a leader released the lock after publishing nothing for `leader_give_up_after`.
 pub const PUBLISHER_GAVE_UP: &str = "payment_outbox_publisher_gave_up_total";
+/// Gauge: seconds since the oldest row still waiting for the publisher (not parked) was
+/// committed; 0 when none waits. It grows through any outage of the broker or a destination.
+pub const OUTBOX_OLDEST_UNPUBLISHED_SECONDS: &str = "payment_outbox_oldest_unpublished_seconds";

@@ -1,8 +1,9 @@
 //! The outbox publisher over the real Kafka protocol (librdkafka's mock cluster), on the
 //! in-memory store and on PostgreSQL: a row the broker refuses for good is parked while every
 //! other row, before and after it and beyond the first read window, is published about once; a
-//! row refused only with its batch is not parked; a leader that cannot publish gives the lock up
-//! to a standby; a producer that fails fatally is rebuilt.
+//! row refused only with its batch is not parked; a missing topic or a passing authorisation
+//! failure parks nothing and holds the rows behind back; a re-queued row is published; a leader
+//! that cannot publish gives the lock up to a standby; a producer that fails fatally is rebuilt.
 //!
 //! The helpers live here, not in `common`, so this file depends on nothing but the crates' APIs.
 //! `PUBLISHER_TEST_LOG=debug` prints the publisher's logs.
@@ -238,45 +239,96 @@ async fn a_row_too_large_for_the_broker_is_parked_and_the_rest_published<S: Stor
     assert_eq!(store.unpublished(100).await.ok().map(|rows| rows.len()), Some(0));
 }
 
-/// Scenario (b): one event kind is routed to a topic the cluster does not have.
-async fn a_row_for_an_unknown_topic_is_parked_and_the_rest_published<S: Store + Outbox + Inspect>(store: S) {
+/// Scenario (b): one event kind is routed to a topic the cluster does not have yet. Its rows are
+/// not parked: they wait, retried, while the rows of other orders go on, and once the topic
+/// exists they are published.
+async fn a_missing_topic_holds_its_rows_back_and_parks_nothing<S: Store + Outbox + Inspect>(store: S) {
     let deadline = Instant::now() + WAIT;
     let cluster = Cluster::start();
     let payments = Payments::new(store.clone());
     funded(&payments, "u1").await;
     paid_orders(&payments, "before", 5).await;
-    // No account: order.payment_failed, for a topic that was never created.
+    // No account: order.payment_failed, for a topic that is created only later.
     for i in 0..2 {
         let (message, order) = (format!("m-ghost-{i}"), format!("ghost-{i}"));
         payments.pay_orders(&[pay(&message, &order, "ghost", "1")]).await.unwrap_or_else(|e| panic!("{e}"));
     }
     paid_orders(&payments, "after", 5).await;
 
-    let mut kafka = cluster.kafka(&[]);
-    kafka.topics.order_payment_failed = "order.payment_failed.never-created".into();
+    let late_topic = "order.payment_failed.created-late";
+    let mut kafka = cluster.kafka(&[("topic.metadata.refresh.interval.ms", "500")]);
+    kafka.topics.order_payment_failed = late_topic.into();
     let mut observer = cluster.observe(&[&kafka.topics.order_paid]);
     // The publisher reports an unknown topic after half the delivery timeout (its
-    // `topic.metadata.propagation.max.ms`), before the rows would time out as transient failures.
+    // `topic.metadata.propagation.max.ms`); it retries, with backoff.
     let publisher = Running::spawn(&kafka, publisher_config(), store.clone());
 
     let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 10).await;
-    assert!(all_paid, "every order.paid arrives; {}", observer.summary());
-    eventually("the outbox to settle with two parked rows", deadline, || settled(&store, 2)).await;
-    observer.settle(Duration::from_secs(1)).await;
-    publisher.stop().await;
+    assert!(all_paid, "the other orders' rows are published meanwhile; {}", observer.summary());
+    // A delivery timeout more: the missing topic has been reported, and retried, by now.
+    observer.settle(Duration::from_secs(3)).await;
+    assert_eq!(store.parked().await.ok(), Some(0), "an outage parks nothing");
+    assert_eq!(store.backlog().await.ok(), Some(2), "the two rows for the missing topic wait");
+    let duplicates: usize = observer.deliveries().values().map(|n| n - 1).sum();
+    assert!(duplicates <= BATCH_ROWS as usize, "the rows behind are not re-sent round after round: {duplicates}");
 
-    let deliveries = observer.deliveries();
-    assert_eq!(deliveries.len(), 10);
-    let duplicates: usize = deliveries.values().map(|n| n - 1).sum();
-    assert!(duplicates <= BATCH_ROWS as usize, "at most one read window is sent twice; {duplicates} duplicates");
-    let snapshot = store.snapshot().await;
-    let parked: Vec<usize> = snapshot.parked.iter().map(|(index, _)| *index).collect();
-    assert_eq!(parked, [5, 6], "the two order.payment_failed rows");
-    assert!(
-        snapshot.parked.iter().all(|(_, error)| error.contains("UnknownTopic")),
-        "the broker's refusal is kept: {:?}",
-        snapshot.parked
-    );
+    cluster.mock.create_topic(late_topic, PARTITIONS, 3).unwrap_or_else(|e| panic!("create {late_topic}: {e}"));
+    let mut failed = cluster.observe(&[late_topic]);
+    let deadline = Instant::now() + WAIT;
+    eventually("the outbox to drain once the topic exists", deadline, || settled(&store, 0)).await;
+    assert!(failed.until(deadline, |seen| deliveries(seen).len() >= 2).await, "both failures arrive");
+    publisher.stop().await;
+    assert!(store.snapshot().await.parked.is_empty());
+}
+
+/// Produce requests refused as not authorised for a while (an ACL reload, a credential
+/// rotation): nothing is parked, every row is published once the authorisation is back.
+async fn a_passing_authorisation_failure_parks_nothing<S: Store + Outbox + Inspect>(store: S) {
+    let deadline = Instant::now() + WAIT;
+    let cluster = Cluster::start();
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1").await;
+    paid_orders(&payments, "o", 6).await;
+    cluster
+        .mock
+        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4]);
+
+    let mut observer = cluster.observe(&[&Topics::default().order_paid]);
+    let publisher = Running::spawn(&cluster.kafka(&[]), publisher_config(), store.clone());
+    let all_paid = observer.until(deadline, |seen| deliveries(seen).len() >= 6).await;
+    assert!(all_paid, "every row is published; {}", observer.summary());
+    eventually("the outbox to drain", deadline, || settled(&store, 0)).await;
+    publisher.stop().await;
+    assert!(store.snapshot().await.parked.is_empty(), "an authorisation failure parks nothing");
+}
+
+/// A parked row comes back: once re-queued (the cause fixed: a larger `message.max.bytes`),
+/// it is published.
+async fn a_requeued_row_is_published<S: Store + Outbox + Inspect>(store: S) {
+    let deadline = Instant::now() + WAIT;
+    let cluster = Cluster::start();
+    let payments = Payments::new(store.clone());
+    funded(&payments, "u1").await;
+    let poison = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30_000));
+    payments.pay_orders(&[raw("m-poison", &poison)]).await.unwrap_or_else(|e| panic!("{e}"));
+    paid_orders(&payments, "o", 2).await;
+    let topics = Topics::default();
+    let mut observer = cluster.observe(&[&topics.order_paid, &topics.dead_letter]);
+
+    let small = Running::spawn(&cluster.kafka(&[("message.max.bytes", "10000")]), publisher_config(), store.clone());
+    eventually("the oversized row to be parked", deadline, || settled(&store, 1)).await;
+    small.stop().await;
+    let parked = store.parked_rows(10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].error.contains("MessageSizeTooLarge"), "{:?}", parked[0]);
+
+    assert_eq!(store.requeue(None).await.ok(), Some(1));
+    let publisher = Running::spawn(&cluster.kafka(&[]), publisher_config(), store.clone());
+    eventually("the re-queued row to be published", deadline, || settled(&store, 0)).await;
+    let all = observer.until(deadline, |seen| deliveries(seen).len() >= 3).await;
+    assert!(all, "the dead letter arrives after its re-queue; {}", observer.summary());
+    publisher.stop().await;
+    assert_eq!(observer.on(&topics.dead_letter), 1);
 }
 
 /// Scenario (c): the leader cannot reach any broker; after `leader_give_up_after` it releases the
@@ -375,9 +427,78 @@ async fn a_batch_refused_as_a_whole_parks_none_of_its_rows<S: Store + Outbox + I
     assert!(store.snapshot().await.parked.is_empty(), "no row is parked for its batch");
 }
 
+/// PostgreSQL only: the leader's lock connection is killed while a round's deliveries are slow
+/// (a 1.5 s round trip to every broker). The round then finds a row the broker refused for good;
+/// a leader that no longer holds the lock must not go on (send it alone, park it) behind the back
+/// of the instance that may lead by now. The next leader does it.
+#[test]
+fn a_leader_whose_lock_dies_mid_round_stops_there() {
+    payment_core::testing::block_on(async {
+        // Every request takes a 1.5 s round trip until the second leader starts.
+        let deadline = Instant::now() + 2 * WAIT;
+        let store = payment_postgres::testing::fresh_store(8).await;
+        let cluster = Cluster::start();
+        let payments = Payments::new(store.clone());
+        funded(&payments, "u1").await;
+        let poison = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30_000));
+        payments.pay_orders(&[raw("m-poison", &poison)]).await.unwrap_or_else(|e| panic!("{e}"));
+        paid_orders(&payments, "o", 3).await;
+        for broker in 1..=3 {
+            cluster.mock.broker_round_trip_time(broker, Duration::from_millis(1_500)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let kafka = cluster.kafka(&[("message.max.bytes", "10000")]);
+        // Once it lost the lock, the first leader would only try again after a minute.
+        let slow = PublisherConfig {
+            delivery_timeout: Duration::from_secs(15),
+            leader_retry_interval: Duration::from_secs(60),
+            ..publisher_config()
+        };
+        let first = Running::spawn(&kafka, slow, store.clone());
+
+        let lock_holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                           AND ((classid::BIGINT << 32) | objid::BIGINT) = $1";
+        let mut holder: Option<i32> = None;
+        while holder.is_none() {
+            assert!(Instant::now() < deadline, "the first publisher never led");
+            holder = sqlx::query_scalar(lock_holder)
+                .bind(payment_postgres::PUBLISHER_LOCK_KEY)
+                .fetch_optional(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(holder)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or(false);
+        assert!(terminated, "the lock connection is killed while the round's deliveries travel");
+
+        // The round's deliveries complete within a few round trips; the refused row is then
+        // judged only by a leader that still holds the lock.
+        eventually("the round's acknowledged rows to be marked", deadline, || async {
+            matches!((store.backlog().await, store.parked().await), (Ok(b), Ok(p)) if b + p == 1)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.parked().await.ok(), Some(0), "a leader without its lock parks nothing");
+
+        for broker in 1..=3 {
+            cluster.mock.broker_round_trip_time(broker, Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let second = Running::spawn(&kafka, publisher_config(), store.clone());
+        let deadline = Instant::now() + WAIT;
+        eventually("the next leader to park the refused row", deadline, || settled(&store, 1)).await;
+        first.stop().await;
+        second.stop().await;
+    });
+}
+
 payment_postgres::on_both_stores!(
     a_row_too_large_for_the_broker_is_parked_and_the_rest_published,
-    a_row_for_an_unknown_topic_is_parked_and_the_rest_published,
+    a_missing_topic_holds_its_rows_back_and_parks_nothing,
+    a_passing_authorisation_failure_parks_nothing,
+    a_requeued_row_is_published,
     a_leader_that_cannot_publish_gives_up_to_a_standby,
     a_producer_that_fails_fatally_is_rebuilt,
     a_batch_refused_as_a_whole_parks_none_of_its_rows,

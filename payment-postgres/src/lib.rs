@@ -42,6 +42,7 @@
 
 mod apply;
 mod dead_letters;
+mod durability;
 mod error;
 mod inbox;
 mod outbox;
@@ -57,6 +58,7 @@ mod tx;
 pub mod testing;
 
 pub use dead_letters::DEAD_LETTERS_LIST_MAX;
+pub use durability::Durability;
 pub use error::PostgresError;
 pub use outbox::{
     PgLeader, PgWakeups, LEADER_KEEPALIVE_COUNT, LEADER_KEEPALIVE_IDLE_SECS, LEADER_KEEPALIVE_INTERVAL_SECS,

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use payment_core::domain::{EventKind, OutboxEvent};
-use payment_core::ports::{Leadership, Outbox, OutboxRecord, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS};
+use payment_core::ports::{Leadership, Outbox, OutboxRecord, ParkedRecord, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS};
 use sqlx::postgres::PgListener;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgExecutor};
 
@@ -38,6 +38,28 @@ struct OutboxRow {
     payload: Vec<u8>,
     headers: sqlx::types::Json<Vec<(String, String)>>,
     created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ParkedRow {
+    #[sqlx(flatten)]
+    row: OutboxRow,
+    publish_failed_at: DateTime<Utc>,
+    publish_error: String,
+}
+
+impl TryFrom<ParkedRow> for ParkedRecord {
+    type Error = StoreError;
+    fn try_from(parked: ParkedRow) -> Result<Self, StoreError> {
+        let record = OutboxRecord::try_from(parked.row)?;
+        Ok(ParkedRecord {
+            id: record.id,
+            event: record.event,
+            created_at: record.created_at,
+            parked_at: parked.publish_failed_at,
+            error: parked.publish_error,
+        })
+    }
 }
 
 impl TryFrom<OutboxRow> for OutboxRecord {
@@ -183,6 +205,52 @@ impl Outbox for PgStore {
             .await
             .map_err(store_error)?;
         Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn parked_rows(&self, limit: u32) -> Result<Vec<ParkedRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, ParkedRow>(
+            "SELECT id, topic, key, payload, headers, created_at, publish_failed_at, publish_error FROM outbox
+             WHERE publish_failed_at IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit.min(MAX_OUTBOX_BATCH_ROWS)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(ParkedRecord::try_from).collect()
+    }
+
+    async fn requeue(&self, parked_since: Option<DateTime<Utc>>) -> Result<u64, StoreError> {
+        // The notification wakes an idle leader at the commit, as a batch's rows do.
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let requeued = sqlx::query(
+            "UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL
+             WHERE publish_failed_at IS NOT NULL AND ($1::TIMESTAMPTZ IS NULL OR publish_failed_at >= $1)",
+        )
+        .bind(parked_since)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
+        if requeued > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(requeued)
+    }
+
+    async fn oldest_unpublished(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // The first row of the publisher's own index: no scan of the published rows.
+        sqlx::query_scalar(
+            "SELECT created_at FROM outbox WHERE published_at IS NULL AND publish_failed_at IS NULL
+             ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn try_lead(&self) -> Result<Option<PgLeader>, StoreError> {

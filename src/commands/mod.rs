@@ -10,6 +10,7 @@
 mod account;
 mod consumer;
 mod dead_letters;
+pub mod outbox;
 pub mod reconcile;
 
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ pub enum Command {
     /// The consumer group's position on `pay.order` and `refund.order`.
     #[command(subcommand)]
     Consumer(ConsumerCommand),
+    /// Outbox rows the broker refused for good: list them, or re-queue them for the publisher.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
     /// Check that every balance equals its ledger and every payment has its ledger entry and
     /// outbox row (PostgreSQL, `DATABASE_URL`); exits 2 with a report when one does not.
     Reconcile,
@@ -80,6 +84,9 @@ pub enum CommandError {
     /// What was asked for does not exist, or cannot be done; the message says which and why.
     #[error("{0}")]
     Refused(String),
+    /// The answer could not be written to standard output.
+    #[error("cannot write the answer: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 /// Runs `command` with the service's `settings`, printing its answer to stdout; the exit status
@@ -90,6 +97,7 @@ pub async fn run(command: Command, settings: &Settings) -> Result<ExitCode, Comm
         Command::DeadLetters(command) => dead_letters::run(command, settings).await.map(done),
         Command::Account(command) => account::run(command, settings).await.map(done),
         Command::Consumer(command) => consumer::run(command, settings).await.map(done),
+        Command::Outbox(command) => command.run(settings).await.map(done),
         Command::Reconcile => reconcile::run(settings).await,
     }
 }

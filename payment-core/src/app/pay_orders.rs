@@ -1,5 +1,18 @@
 //! `PayOrders`: a batch of `pay.order` and `refund.order` commands in one unit of work (a single
 //! command is a batch of one).
+//!
+//! # A command the store refuses
+//!
+//! A unit of work fails either for a passing reason (a conflict, a connection lost, a timeout:
+//! [`StoreError::is_transient`]), and is retried as is, or because the store refuses something
+//! in it (a constraint the domain did not foresee, an encoding error, a corrupt row), and would
+//! again: retried as is, one such command would hold back its batch and everything behind it for
+//! ever, on every instance the partition moves to (issue 18 (3)).
+//! [`Payments::pay_orders_isolating`] splits such a batch in halves, applied in order, and each
+//! half that fails the same way again, until the refused command is alone; that command is
+//! dead-lettered as `store_rejected` with the store's error, in a unit of work of its own, and
+//! every other command is applied. A batch of `n` with one such command costs about
+//! `2 log2(n)` more units of work, once.
 
 use std::collections::HashMap;
 
@@ -7,8 +20,8 @@ use tracing::Instrument;
 
 use super::{Error, Payments};
 use crate::decide::{decide_payments, BatchKeys, BatchState, Outcome};
-use crate::domain::Inbound;
-use crate::ports::{Store, UnitOfWork};
+use crate::domain::{Command, DeadLetterReason, Inbound};
+use crate::ports::{Store, StoreError, UnitOfWork};
 
 /// Largest batch one unit of work accepts.
 pub const MAX_BATCH_MESSAGES: usize = 10_000;
@@ -32,6 +45,62 @@ impl<S: Store> Payments<S> {
             outcomes.extend(decided);
         }
         Ok(outcomes)
+    }
+
+    /// [`pay_orders`](Self::pay_orders), except that a batch the store refuses twice for a reason
+    /// that is not transient is split until the refused command is alone; that command is
+    /// dead-lettered as [`DeadLetterReason::StoreRejected`] and the others are applied, in
+    /// order (see the module docs). A transient error returns as it does from `pay_orders`,
+    /// with the parts committed so far kept: the batch may be retried as is, and those parts
+    /// are then redeliveries.
+    pub async fn pay_orders_isolating(&self, batch: &[Inbound]) -> Result<Vec<Outcome>, Error> {
+        let refused = match self.pay_orders(batch).await {
+            Err(Error::Store(error)) if !error.is_transient() => error,
+            other => return other,
+        };
+        // Once more as a whole first: an error that does not repeat is no reason to split.
+        tracing::warn!(error = %refused, messages = batch.len(), "the store refused a batch; trying it once more");
+        match self.pay_orders(batch).await {
+            Err(Error::Store(error)) if !error.is_transient() => self.bisect(batch, error).await,
+            other => other,
+        }
+    }
+
+    /// Applies the halves of a batch the store refused with `error`, in order.
+    async fn bisect(&self, batch: &[Inbound], error: StoreError) -> Result<Vec<Outcome>, Error> {
+        if let [message] = batch {
+            return self.set_aside(message, &error).await;
+        }
+        tracing::warn!(%error, messages = batch.len(), "the store refused a batch again; applying its halves apart");
+        let (first, second) = batch.split_at(batch.len() / 2);
+        let mut outcomes = Box::pin(self.isolate(first)).await?;
+        outcomes.extend(Box::pin(self.isolate(second)).await?);
+        Ok(outcomes)
+    }
+
+    /// One part of a split batch: applied, or split again when the store refuses it.
+    async fn isolate(&self, part: &[Inbound]) -> Result<Vec<Outcome>, Error> {
+        match self.pay_orders(part).await {
+            Err(Error::Store(error)) if !error.is_transient() => self.bisect(part, error).await,
+            other => other,
+        }
+    }
+
+    /// Dead-letters a command the store refused on its own, with the store's error.
+    async fn set_aside(&self, message: &Inbound, error: &StoreError) -> Result<Vec<Outcome>, Error> {
+        tracing::error!(
+            %error,
+            identity = %message.identity,
+            "the store refuses this command on its own; it is dead-lettered as store_rejected"
+        );
+        let rejected = Inbound {
+            command: Command::Undecodable {
+                reason: DeadLetterReason::StoreRejected,
+                detail: format!("the store refused this command every time it was applied: {error}"),
+            },
+            ..message.clone()
+        };
+        self.pay_orders(std::slice::from_ref(&rejected)).await
     }
 
     async fn pay_orders_once(&self, batch: &[Inbound]) -> Result<Vec<Outcome>, Error> {

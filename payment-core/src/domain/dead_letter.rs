@@ -30,6 +30,9 @@ pub enum DeadLetterReason {
     InvalidField,
     /// The order was already paid by another user or for another amount.
     ConflictingDuplicate,
+    /// The store refused the command every time it was applied, alone (a constraint the domain
+    /// did not foresee, a corrupt row): it is set aside so the commands behind it go on.
+    StoreRejected,
 }
 
 impl DeadLetterReason {
@@ -40,6 +43,7 @@ impl DeadLetterReason {
             DeadLetterReason::MissingField => "missing_field",
             DeadLetterReason::InvalidField => "invalid_field",
             DeadLetterReason::ConflictingDuplicate => "conflicting_duplicate",
+            DeadLetterReason::StoreRejected => "store_rejected",
         }
     }
 }

@@ -119,11 +119,27 @@ identifier!(
 );
 
 impl MessageId {
-    /// The fallback identity `"<topic>/<partition>/<offset>"`, unique per broker record. Kafka
-    /// topic names are short and plain; anything else is cut and cleaned so this cannot fail.
-    pub(crate) fn of_position(topic: &str, partition: i32, offset: i64) -> Self {
-        let topic: String = topic.chars().filter(|c| !c.is_control()).take(200).collect();
-        Self(format!("{topic}/{partition}/{offset}"))
+    /// The fallback identity of a record without `message_id`:
+    /// `"<topic>/<partition>/<offset>@<create time ms>#<sha-256 of the payload, 16 hex digits>"`.
+    /// The position alone repeats when a topic is recreated or a mirrored cluster takes over
+    /// (issue 18 (1)); a redelivery of the same record keeps all three parts, while another
+    /// command landing at the same position differs in its bytes or its create time. Kafka topic
+    /// names are short and plain; anything else is cut and cleaned so this cannot fail.
+    pub(crate) fn of_record(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        created_at_ms: Option<i64>,
+        payload: &[u8],
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let topic: String = topic.chars().filter(|c| !c.is_control()).take(180).collect();
+        let digest = Sha256::digest(payload);
+        let hash: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+        // No create time (a broker or client that does not report one): the hash still tells
+        // two commands apart, the `-` says which case this is.
+        let created = created_at_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string());
+        Self(format!("{topic}/{partition}/{offset}@{created}#{hash}"))
     }
 }
 

@@ -115,11 +115,24 @@ impl Inbound {
         Self { identity, origin: None, payload, command: Command::Pay(order) }
     }
 
-    /// Decodes a `pay.order` record. Identity: the `message_id` field, else the `message-id`
-    /// header, else `"<topic>/<partition>/<offset>"` (SPEC §4). An invalid `message_id` field or
-    /// header is ignored in favour of the next rule, which is still unique per record.
+    /// [`Inbound::decode_record`] for a record whose create time is not known.
     pub fn decode(payload: &[u8], message_id_header: Option<&str>, origin: Origin) -> Self {
-        let (identity, json) = envelope(payload, message_id_header, &origin);
+        Self::decode_record(payload, message_id_header, origin, None)
+    }
+
+    /// Decodes a `pay.order` record. Identity: the `message_id` field, else the `message-id`
+    /// header, else the record's position, create time (`created_at_ms`, milliseconds since the
+    /// epoch) and a hash of its bytes, `"<topic>/<partition>/<offset>@<ms>#<hash>"` (SPEC §4): the
+    /// position alone repeats when a topic is recreated or a mirrored cluster takes over. An
+    /// invalid `message_id` field or header is ignored in favour of the next rule, which is still
+    /// unique per record.
+    pub fn decode_record(
+        payload: &[u8],
+        message_id_header: Option<&str>,
+        origin: Origin,
+        created_at_ms: Option<i64>,
+    ) -> Self {
+        let (identity, json) = envelope(payload, message_id_header, &origin, created_at_ms);
         let command = match json {
             Ok(fields) => command_of(&fields),
             Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
@@ -129,11 +142,13 @@ impl Inbound {
 }
 
 /// The inbox identity of a record and its JSON object (or why it is not one), shared by every
-/// command topic: `message_id` field, else `message-id` header, else the record's position.
+/// command topic: `message_id` field, else `message-id` header, else the record's position, create
+/// time and a hash of its bytes (see [`Inbound::decode_record`]).
 pub(super) fn envelope(
     payload: &[u8],
     message_id_header: Option<&str>,
     origin: &Origin,
+    created_at_ms: Option<i64>,
 ) -> (MessageId, Result<serde_json::Map<String, Value>, String>) {
     let json = if payload.len() > MAX_PAY_ORDER_BYTES {
         Err(format!("payload of {} bytes exceeds {MAX_PAY_ORDER_BYTES}", payload.len()))
@@ -150,9 +165,10 @@ pub(super) fn envelope(
         .and_then(|fields| fields.get("message_id"))
         .and_then(Value::as_str)
         .and_then(|id| MessageId::new(id).ok());
-    let identity = from_field
-        .or_else(|| message_id_header.and_then(|id| MessageId::new(id).ok()))
-        .unwrap_or_else(|| MessageId::of_position(&origin.topic, origin.partition, origin.offset));
+    let identity =
+        from_field.or_else(|| message_id_header.and_then(|id| MessageId::new(id).ok())).unwrap_or_else(|| {
+            MessageId::of_record(&origin.topic, origin.partition, origin.offset, created_at_ms, payload)
+        });
     (identity, json)
 }
 
@@ -211,12 +227,37 @@ mod tests {
             "m1"
         );
         assert_eq!(decode(body, Some("h1")).identity.as_str(), "h1");
-        assert_eq!(decode(body, None).identity.as_str(), "pay.order/3/17");
+        let by_position = decode(body, None).identity;
+        assert!(by_position.as_str().starts_with("pay.order/3/17@-#"), "{by_position}");
         assert_eq!(decode("not json", Some("h2")).identity.as_str(), "h2");
-        assert_eq!(
-            decode(r#"{"message_id":7,"order_id":1,"user_id":2,"amount":3}"#, None).identity.as_str(),
-            "pay.order/3/17"
-        );
+        let invalid_field = r#"{"message_id":7,"order_id":1,"user_id":2,"amount":3}"#;
+        assert!(decode(invalid_field, None).identity.as_str().starts_with("pay.order/3/17@-#"));
+    }
+
+    #[test]
+    fn a_position_identity_tells_apart_commands_at_the_same_position() {
+        let at = |payload: &str, created_at_ms| {
+            Inbound::decode_record(payload.as_bytes(), None, origin(), created_at_ms).identity
+        };
+        let first = r#"{"order_id":1,"user_id":2,"amount":3}"#;
+        let other = r#"{"order_id":2,"user_id":2,"amount":3}"#;
+        // A redelivery of the same record is recognised.
+        assert_eq!(at(first, Some(1_000)), at(first, Some(1_000)));
+        assert_eq!(at(first, Some(1_000)).as_str(), format!("pay.order/3/17@1000#{}", &sha_hex(first)[..16]));
+        // A recreated topic (or a mirrored cluster) puts another command at the same position.
+        assert_ne!(at(first, Some(1_000)), at(other, Some(1_000)));
+        assert_ne!(at(first, Some(1_000)), at(other, None));
+        // The same bytes produced again later are another command.
+        assert_ne!(at(first, Some(1_000)), at(first, Some(2_000)));
+        // The identity fits a message id whatever the topic's name.
+        let long = Origin { topic: "t".repeat(249), partition: i32::MAX, offset: i64::MAX };
+        let identity = Inbound::decode_record(first.as_bytes(), None, long, Some(i64::MAX)).identity;
+        assert!(MessageId::new(identity.as_str()).is_ok(), "{identity}");
+    }
+
+    fn sha_hex(payload: &str) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(payload.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     #[test]

@@ -72,9 +72,14 @@ impl Inbound {
         Self { identity, origin: None, payload, command: Command::Refund(refund) }
     }
 
-    /// Decodes a `refund.order` record, with the identity rules of [`Inbound::decode`].
-    pub fn decode_refund(payload: &[u8], message_id_header: Option<&str>, origin: Origin) -> Self {
-        let (identity, json) = envelope(payload, message_id_header, &origin);
+    /// Decodes a `refund.order` record, with the identity rules of [`Inbound::decode_record`].
+    pub fn decode_refund(
+        payload: &[u8],
+        message_id_header: Option<&str>,
+        origin: Origin,
+        created_at_ms: Option<i64>,
+    ) -> Self {
+        let (identity, json) = envelope(payload, message_id_header, &origin, created_at_ms);
         let command = match json {
             Ok(fields) => refund_of(&fields),
             Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
@@ -142,6 +147,7 @@ mod tests {
             payload.as_bytes(),
             None,
             Origin { topic: "refund.order".into(), partition: 1, offset: 5 },
+            None,
         )
     }
 

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 use super::MemoryStore;
 use crate::ports::{
-    Leadership, Outbox, OutboxRecord, Pruned, Retention, RetentionPolicy, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS,
+    Leadership, Outbox, OutboxRecord, ParkedRecord, Pruned, Retention, RetentionPolicy, StoreError, Wakeups,
+    MAX_OUTBOX_BATCH_ROWS,
 };
 
 /// The publisher lock of a memory store (one per store, shared by its clones).
@@ -70,6 +71,7 @@ impl Outbox for MemoryStore {
         let mut state = self.state.lock().await;
         if let Some(row) = state.outbox.iter_mut().find(|row| row.id == id && row.published_at.is_none()) {
             row.parked = Some(error.to_string());
+            row.parked_at = Some(Utc::now());
         }
         Ok(())
     }
@@ -77,6 +79,49 @@ impl Outbox for MemoryStore {
     async fn parked(&self) -> Result<u64, StoreError> {
         let state = self.state.lock().await;
         Ok(state.outbox.iter().filter(|row| row.parked.is_some()).count() as u64)
+    }
+
+    async fn parked_rows(&self, limit: u32) -> Result<Vec<ParkedRecord>, StoreError> {
+        let state = self.state.lock().await;
+        let limit = limit.min(MAX_OUTBOX_BATCH_ROWS) as usize;
+        Ok(state
+            .outbox
+            .iter()
+            .filter_map(|row| {
+                let (error, parked_at) = (row.parked.as_ref()?, row.parked_at?);
+                Some(ParkedRecord {
+                    id: row.id,
+                    event: row.event.clone(),
+                    created_at: row.created_at,
+                    parked_at,
+                    error: error.clone(),
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn requeue(&self, parked_since: Option<DateTime<Utc>>) -> Result<u64, StoreError> {
+        let mut state = self.state.lock().await;
+        let mut requeued = 0;
+        for row in state.outbox.iter_mut() {
+            let since = parked_since.is_none_or(|since| row.parked_at.is_some_and(|at| at >= since));
+            if row.parked.is_some() && since {
+                row.parked = None;
+                row.parked_at = None;
+                requeued += 1;
+            }
+        }
+        if requeued > 0 {
+            // A publisher idling on notifications sees the rows without waiting for its poll.
+            self.commits.send_modify(|commits| *commits += 1);
+        }
+        Ok(requeued)
+    }
+
+    async fn oldest_unpublished(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.state.lock().await;
+        Ok(state.outbox.iter().find(|row| row.pending()).map(|row| row.created_at))
     }
 
     async fn try_lead(&self) -> Result<Option<MemoryLeader>, StoreError> {

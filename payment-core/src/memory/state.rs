@@ -18,9 +18,10 @@ pub(crate) struct OutboxRow {
     pub event: OutboxEvent,
     pub created_at: DateTime<Utc>,
     pub published_at: Option<DateTime<Utc>>,
-    /// The broker's error, once it refused the row for good (see `ports::outbox`). Nothing
-    /// reads the parking time in memory, so unlike PostgreSQL it is not kept.
+    /// The broker's error, once it refused the row for good (see `ports::outbox`).
     pub parked: Option<String>,
+    /// When it was parked; `None` when it is not.
+    pub parked_at: Option<DateTime<Utc>>,
 }
 
 impl OutboxRow {
@@ -158,7 +159,14 @@ impl State {
         }
         for event in &effects.outbox {
             let id = self.outbox.last().map_or(1, |row| row.id + 1);
-            self.outbox.push(OutboxRow { id, event: event.clone(), created_at: now, published_at: None, parked: None });
+            self.outbox.push(OutboxRow {
+                id,
+                event: event.clone(),
+                created_at: now,
+                published_at: None,
+                parked: None,
+                parked_at: None,
+            });
             undo.push(Undo::Outbox);
         }
         for letter in &effects.dead_letters {

@@ -9,14 +9,12 @@
 //! table with the time and the broker's error, and is no longer read, counted in the backlog, or
 //! pruned. Without parking such a row would be retried forever and hold back every row behind it.
 //!
-//! An operator re-queues a parked row, once its cause is fixed, by clearing its parked state; the
-//! publisher then sends it like any other unpublished row. On PostgreSQL:
-//!
-//! ```sql
-//! UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL WHERE id = 42;
-//! -- or every parked row:
-//! UPDATE outbox SET publish_failed_at = NULL, publish_error = NULL WHERE publish_failed_at IS NOT NULL;
-//! ```
+//! Only a row whose bytes the broker refuses is parked: an outage of the destination (a topic
+//! missing for a while, an authorisation withdrawn during a credential rotation) holds the rows
+//! back and is retried, so it parks nothing. A parked row comes back when an operator re-queues
+//! it ([`Outbox::requeue`], the `payment-service outbox requeue [--since TIME]` command), once its
+//! cause is fixed (a topic's `max.message.bytes` raised, say); the publisher then sends it like
+//! any other unpublished row. `payment-service outbox parked` lists them ([`Outbox::parked_rows`]).
 //!
 //! A re-queued row is published after the rows committed since it was parked, so its events may
 //! reach consumers out of their commit order; they dedupe by `event_id` and should expect it.
@@ -36,6 +34,21 @@ pub struct OutboxRecord {
     pub event: OutboxEvent,
     /// When the row was committed.
     pub created_at: DateTime<Utc>,
+}
+
+/// A parked row, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedRecord {
+    /// The row's id (its place in the publishing order).
+    pub id: i64,
+    /// The record the broker refused.
+    pub event: OutboxEvent,
+    /// When the row was committed.
+    pub created_at: DateTime<Utc>,
+    /// When the publisher parked it.
+    pub parked_at: DateTime<Utc>,
+    /// The broker's error.
+    pub error: String,
 }
 
 /// Largest number of rows one read of the outbox returns.
@@ -64,6 +77,17 @@ pub trait Outbox: Clone + Send + Sync + 'static {
 
     /// Rows parked and not re-queued, for the operator's gauge.
     async fn parked(&self) -> Result<u64, StoreError>;
+
+    /// The oldest parked rows in id order, at most `limit` (capped at [`MAX_OUTBOX_BATCH_ROWS`]).
+    async fn parked_rows(&self, limit: u32) -> Result<Vec<ParkedRecord>, StoreError>;
+
+    /// Re-queues the parked rows (those parked at or after `parked_since`, when given): they are
+    /// unpublished again and the publisher sends them. Returns how many.
+    async fn requeue(&self, parked_since: Option<DateTime<Utc>>) -> Result<u64, StoreError>;
+
+    /// When the oldest row waiting for the publisher (unpublished, not parked) was committed;
+    /// `None` when none waits. Its age is the publishing delay an operator alerts on.
+    async fn oldest_unpublished(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Tries to become the one active publisher of this store; `None` while another holds it.
     async fn try_lead(&self) -> Result<Option<Self::Leader>, StoreError>;

@@ -34,6 +34,13 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict(_))
     }
+
+    /// Whether the same unit of work may succeed later unchanged (a conflict, a connection lost,
+    /// a timeout, a server restarting): it is retried as is. Otherwise the store refuses what it
+    /// was given, and would again; the consumer then looks for the command it refuses.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable(_))
+    }
 }
 
 /// A store of accounts, ledger, payments, inbox, outbox, dead letters and idempotency keys.

@@ -53,7 +53,7 @@ pub fn pay(message_id: &str, order: &str, user: &str, amount: &str) -> Inbound {
 /// A `refund.order` record as the consumer would decode it.
 pub fn raw_refund(message_id: &str, json: &str) -> Inbound {
     let origin = Origin { topic: "refund.order".into(), partition: 0, offset: OFFSET.fetch_add(1, Ordering::Relaxed) };
-    Inbound::decode_refund(json.as_bytes(), Some(message_id), origin)
+    Inbound::decode_refund(json.as_bytes(), Some(message_id), origin, None)
 }
 
 /// A valid `refund.order` command; `amount` `None` asks for what is left.
@@ -815,6 +815,119 @@ pub async fn parked_outbox_rows_are_skipped_counted_and_kept<F: StoreFactory>(fa
     assert_eq!(kept.parked, [(0, refusal.to_string())]);
     assert_eq!(kept.outbox[0].key.as_deref(), Some("o-1"), "the parked row is the one refused");
     assert_eq!(store.parked().await.unwrap(), 1);
+}
+
+/// Parked rows are listed for the operator and re-queued, all or those parked since a time;
+/// the age of the oldest waiting row is reported.
+pub async fn parked_outbox_rows_are_listed_and_requeued<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    assert_eq!(store.oldest_unpublished().await.unwrap(), None, "nothing waits");
+    for i in 0..4 {
+        payments.pay_orders(&[pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")]).await.unwrap();
+    }
+    let rows = store.unpublished(100).await.unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(store.oldest_unpublished().await.unwrap(), Some(rows[0].created_at));
+    store.park(ids[0], "first refusal").await.unwrap();
+    assert_eq!(store.oldest_unpublished().await.unwrap(), Some(rows[1].created_at), "a parked row does not wait");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store.park(ids[2], "second refusal").await.unwrap();
+
+    let parked = store.parked_rows(100).await.unwrap();
+    let listed: Vec<(i64, &str)> = parked.iter().map(|p| (p.id, p.error.as_str())).collect();
+    assert_eq!(listed, [(ids[0], "first refusal"), (ids[2], "second refusal")]);
+    assert!(parked[0].parked_at < between && parked[1].parked_at >= between, "{parked:?}");
+    assert_eq!(parked[1].event, rows[2].event);
+    assert_eq!(store.parked_rows(1).await.unwrap().len(), 1, "the limit holds");
+
+    assert_eq!(store.requeue(Some(between)).await.unwrap(), 1, "only the row parked since");
+    let waiting: Vec<i64> = store.unpublished(100).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(waiting, [ids[1], ids[2], ids[3]]);
+    assert_eq!(store.requeue(None).await.unwrap(), 1, "then every other one");
+    assert_eq!(store.parked().await.unwrap(), 0);
+    assert_eq!(store.backlog().await.unwrap(), 4);
+    assert_eq!(store.oldest_unpublished().await.unwrap(), Some(rows[0].created_at));
+    assert_eq!(store.requeue(None).await.unwrap(), 0, "nothing is left to re-queue");
+    store.mark_published(&ids).await.unwrap();
+    assert_eq!(store.oldest_unpublished().await.unwrap(), None);
+    checked(&store).await;
+}
+
+/// A command the store refuses every time, in the middle of a batch of 500, is dead-lettered
+/// as `store_rejected` with the store's error; the 499 others are applied, their events in order.
+pub async fn a_command_the_store_refuses_is_set_aside_and_the_rest_applied<F: StoreFactory>(factory: &F) {
+    let (_, store) = fresh(factory).await;
+    let faulty = FaultyStore::new(store.clone());
+    let payments = Payments::new(faulty.clone());
+    funded(&payments, "u1", "1000").await;
+    let batch: Vec<Inbound> = (0..500).map(|i| pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")).collect();
+    faulty.refuse(crate::domain::OrderId::new("o-250").unwrap());
+    let begun = faulty.units_begun();
+
+    let outcomes = payments.pay_orders_isolating(&batch).await.unwrap();
+    assert_eq!(outcomes[250], Outcome::DeadLettered { reason: DeadLetterReason::StoreRejected });
+    let paid = outcomes.iter().filter(|o| matches!(o, Outcome::Paid { .. })).count();
+    assert_eq!(paid, 499, "every other command is applied");
+    let units = faulty.units_begun() - begun;
+    assert!(units <= 2 + 2 * 9 + 1, "the poison is found by halving: {units} units of work");
+
+    let snapshot = checked(&store).await;
+    assert_eq!(snapshot.payments.len(), 499);
+    assert_eq!(snapshot.balance("u1"), Some(Decimal::from(501)));
+    let [letter] = snapshot.dead_letters.as_slice() else { panic!("one dead letter: {:?}", snapshot.dead_letters) };
+    assert_eq!((letter.message_id.as_str(), letter.reason), ("m-250", DeadLetterReason::StoreRejected));
+    assert!(letter.detail.contains("refuses the effects of order o-250"), "the store's error: {}", letter.detail);
+    assert_eq!(letter.payload, batch[250].payload, "the original bytes");
+    // The events keep the commands' order: o-0 .. o-249, the dead letter, o-251 .. o-499.
+    let keys: Vec<Option<&str>> = snapshot.outbox.iter().map(|e| e.key.as_deref()).collect();
+    let expected: Vec<Option<String>> =
+        (0..500).map(|i| if i == 250 { None } else { Some(format!("o-{i}")) }).collect();
+    assert_eq!(keys, expected.iter().map(Option::as_deref).collect::<Vec<_>>());
+    assert_eq!(snapshot.outbox[250].kind, EventKind::DeadLetter);
+
+    // Delivered again (the offsets were not stored yet): nothing changes.
+    faulty.accept();
+    let again = payments.pay_orders_isolating(&batch).await.unwrap();
+    assert!(again.iter().all(|o| *o == Outcome::Redelivered), "{again:?}");
+    assert_eq!(checked(&store).await, snapshot);
+}
+
+/// A transient error is returned for the batch to be retried whole: nothing is split or set
+/// aside, and the retry applies every command.
+pub async fn a_transient_error_sets_nothing_aside<F: StoreFactory>(factory: &F) {
+    let (_, store) = fresh(factory).await;
+    let faulty = FaultyStore::new(store.clone());
+    let payments = Payments::new(faulty.clone());
+    funded(&payments, "u1", "100").await;
+    let batch: Vec<Inbound> = (0..8).map(|i| pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")).collect();
+    let before = checked(&store).await;
+    for point in [FaultPoint::ClaimMessages, FaultPoint::Apply, FaultPoint::Commit] {
+        faulty.arm(point);
+        let error = payments.pay_orders_isolating(&batch).await.unwrap_err();
+        assert!(matches!(error, Error::Store(StoreError::Unavailable(_))), "{point:?}: {error}");
+        assert_eq!(checked(&store).await, before, "{point:?}: nothing is written, nothing set aside");
+    }
+    let outcomes = payments.pay_orders_isolating(&batch).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Paid { .. })), "{outcomes:?}");
+    assert!(checked(&store).await.dead_letters.is_empty());
+}
+
+/// A store error that does not repeat is no reason to split: the batch is tried whole again.
+pub async fn a_refusal_that_does_not_repeat_splits_nothing<F: StoreFactory>(factory: &F) {
+    let (_, store) = fresh(factory).await;
+    let faulty = FaultyStore::new(store.clone());
+    let payments = Payments::new(faulty.clone());
+    funded(&payments, "u1", "100").await;
+    let batch: Vec<Inbound> = (0..8).map(|i| pay(&format!("m-{i}"), &format!("o-{i}"), "u1", "1")).collect();
+    faulty.arm_with(FaultPoint::Apply, StoreError::Invariant("once".into()));
+    let begun = faulty.units_begun();
+    let outcomes = payments.pay_orders_isolating(&batch).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Paid { .. })), "{outcomes:?}");
+    assert_eq!(faulty.units_begun() - begun, 2, "the batch whole, twice");
+    assert!(checked(&store).await.dead_letters.is_empty());
 }
 
 /// Only one publisher leads at a time; dropping the lead frees it.

@@ -1,5 +1,7 @@
 //! A store wrapper that fails one chosen step of a unit of work, for any store: the tests abort a
-//! transaction at every step and check that nothing of it remains.
+//! transaction at every step and check that nothing of it remains. It can also refuse, every
+//! time, the effects of chosen orders, as a store refuses a command it cannot take (a constraint
+//! the domain did not foresee): the tests see such a command set aside and the others applied.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +60,22 @@ impl FaultPoint {
 }
 
 type Plan = Arc<Mutex<Option<(FaultPoint, StoreError)>>>;
+/// Order ids whose effects [`UnitOfWork::apply`] refuses, every time.
+type Refused = Arc<Mutex<HashSet<OrderId>>>;
+
+fn refuse(refused: &Refused, effects: &Effects) -> Result<(), StoreError> {
+    let refused = refused.lock().unwrap_or_else(PoisonError::into_inner);
+    let named = effects
+        .payments
+        .iter()
+        .map(|payment| payment.order_id.as_str())
+        .chain(effects.outbox.iter().filter_map(|event| event.key.as_deref()))
+        .find(|order| refused.iter().any(|refused| refused.as_str() == *order));
+    match named {
+        Some(order) => Err(StoreError::Invariant(format!("injected: the store refuses the effects of order {order}"))),
+        None => Ok(()),
+    }
+}
 
 fn trip(plan: &Plan, point: FaultPoint) -> Result<(), StoreError> {
     let mut armed = plan.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,13 +93,25 @@ fn trip(plan: &Plan, point: FaultPoint) -> Result<(), StoreError> {
 pub struct FaultyStore<S> {
     inner: S,
     plan: Plan,
+    refused: Refused,
     begun: Arc<AtomicU64>,
 }
 
 impl<S> FaultyStore<S> {
     /// Wraps `inner`, with no fault armed.
     pub fn new(inner: S) -> Self {
-        Self { inner, plan: Arc::default(), begun: Arc::default() }
+        Self { inner, plan: Arc::default(), refused: Arc::default(), begun: Arc::default() }
+    }
+
+    /// Makes every [`UnitOfWork::apply`] whose effects name `order` (a payment, or an event keyed
+    /// by it) fail with [`StoreError::Invariant`], through any clone, until [`accept`](Self::accept).
+    pub fn refuse(&self, order: OrderId) {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner).insert(order);
+    }
+
+    /// Stops refusing any order.
+    pub fn accept(&self) {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// Makes the next pass through `point`, by any clone, fail with [`StoreError::Unavailable`], once.
@@ -124,7 +154,7 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn begin(&self) -> Result<Self::Tx, StoreError> {
         self.begun.fetch_add(1, Ordering::Relaxed);
         trip(&self.plan, FaultPoint::Begin)?;
-        Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone() })
+        Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone(), refused: self.refused.clone() })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -152,6 +182,7 @@ impl<S: Inspect + Sync> Inspect for FaultyStore<S> {
 pub struct FaultyTx<T> {
     inner: T,
     plan: Plan,
+    refused: Refused,
 }
 
 #[async_trait]
@@ -191,6 +222,7 @@ impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
 
     async fn apply(&mut self, effects: &Effects) -> Result<(), StoreError> {
         trip(&self.plan, FaultPoint::Apply)?;
+        refuse(&self.refused, effects)?;
         self.inner.apply(effects).await
     }
 

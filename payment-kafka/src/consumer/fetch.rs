@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::PayOrderContext;
 use super::health::ConsumerHealth;
+use super::offsets::{Ack, Epoch, OffsetTracker, Offsets};
 use super::unreadable::is_unreadable_record;
 use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::KafkaError;
@@ -48,18 +49,25 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 type Client = BaseConsumer<PayOrderContext>;
 
-/// The last offset received per (topic, partition) in a batch.
-pub type Offsets = BTreeMap<(String, i32), i64>;
-
 /// Messages handed to the applier, decoded, with the offsets to store once they commit.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub messages: Vec<Inbound>,
     pub offsets: Offsets,
+    /// When its first message was fetched; see `offsets`.
+    pub epoch: Epoch,
 }
 
 impl Batch {
-    fn push(&mut self, message: &BorrowedMessage<'_>, refund_topic: &str) {
+    /// What the applier reports once the batch committed.
+    pub fn ack(self) -> Ack {
+        Ack { epoch: self.epoch, offsets: self.offsets }
+    }
+
+    fn push(&mut self, message: &BorrowedMessage<'_>, epoch: Epoch, refund_topic: &str) {
+        if self.messages.is_empty() {
+            self.epoch = epoch;
+        }
         let key = (message.topic().to_string(), message.partition());
         let last = self.offsets.entry(key).or_insert(message.offset());
         *last = (*last).max(message.offset());
@@ -108,7 +116,7 @@ pub struct Fetcher {
     pub health: ConsumerHealth,
     pub stop: CancellationToken,
     pub batches: Sender<Batch>,
-    pub acks: Receiver<Offsets>,
+    pub acks: Receiver<Ack>,
 }
 
 impl Fetcher {
@@ -116,7 +124,9 @@ impl Fetcher {
     /// within about `close_timeout` of either.
     pub fn run(self) {
         let mut backoff = Backoff::new(self.config.retry_first_backoff, self.config.retry_max_backoff);
+        let mut clients = 0;
         loop {
+            clients += 1;
             let client = match connect(&self.kafka, &self.config, &self.health) {
                 Ok(client) => client,
                 Err(error) => {
@@ -131,12 +141,12 @@ impl Fetcher {
                 }
             };
             backoff.reset();
-            let mut in_flight = 0;
-            let exit = self.fetch(&client, &mut in_flight);
+            let mut acks = Acks { in_flight: 0, tracker: OffsetTracker::new(clients), client: clients };
+            let exit = self.fetch(&client, &mut acks);
             // At shutdown the applier finishes (or abandons) the batch in hand and hangs up; only
             // then are the offsets final. A stalled client waits for the batches it handed over.
             let deadline = Instant::now() + self.config.close_timeout;
-            self.settle(&client, &mut in_flight, deadline, matches!(exit, Exit::Stop));
+            self.settle(&client, &mut acks, deadline, matches!(exit, Exit::Stop));
             close_within(client, deadline, &self.health);
             if let Exit::Stop = exit {
                 return;
@@ -146,7 +156,7 @@ impl Fetcher {
         }
     }
 
-    fn fetch(&self, client: &Client, in_flight: &mut usize) -> Exit {
+    fn fetch(&self, client: &Client, acks: &mut Acks) -> Exit {
         let batch_max = self.config.batch_max_messages.max(1);
         let mut gathering = Batch::default();
         // When the gathering batch may go to a free applier (its first message + `batch_linger`).
@@ -158,18 +168,18 @@ impl Fetcher {
         let mut next_stall_check = progress + self.config.stall_timeout;
         let mut errors = ErrorLog::default();
         loop {
-            if self.take_acks(client, in_flight).is_err() || self.stop.is_cancelled() {
+            if self.take_acks(client, acks).is_err() || self.stop.is_cancelled() {
                 return Exit::Stop;
             }
             let full = gathering.messages.len() >= batch_max;
-            let applier_free = *in_flight == 0;
+            let applier_free = acks.in_flight == 0;
             let lingered = deadline.is_some_and(|d| Instant::now() >= d);
             // A batch that is not full only goes to a free applier, so only a full one can find the
             // channel taken; it waits below for the commit that frees it.
             if full || (applier_free && drained && lingered) {
                 match self.batches.try_send(std::mem::take(&mut gathering)) {
                     Ok(()) => {
-                        *in_flight += 1;
+                        acks.in_flight += 1;
                         deadline = None;
                         continue;
                     }
@@ -180,7 +190,7 @@ impl Fetcher {
             if full {
                 // Nothing more fits: wait for a commit instead of fetching.
                 match self.acks.recv_timeout(POLL_SLICE) {
-                    Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                    Ok(ack) => self.acknowledged(client, acks, &ack),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Exit::Stop,
                 }
@@ -198,7 +208,8 @@ impl Fetcher {
             match client.poll(timeout) {
                 Some(Ok(message)) => {
                     self.health.message_received();
-                    gathering.push(&message, &self.kafka.topics.refund_order);
+                    let epoch = Epoch { client: acks.client, rebalances: self.health.rebalances() };
+                    gathering.push(&message, epoch, &self.kafka.topics.refund_order);
                     deadline.get_or_insert_with(|| Instant::now() + self.config.batch_linger);
                     drained = false;
                     progress = Instant::now();
@@ -241,22 +252,35 @@ impl Fetcher {
 
     /// Stores the offsets of every batch the applier reported committed since the last call.
     /// `Err` once the applier is gone.
-    fn take_acks(&self, client: &Client, in_flight: &mut usize) -> Result<(), ()> {
+    fn take_acks(&self, client: &Client, acks: &mut Acks) -> Result<(), ()> {
         loop {
             match self.acks.try_recv() {
-                Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                Ok(ack) => self.acknowledged(client, acks, &ack),
                 Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => return Err(()),
             }
         }
     }
 
-    fn acknowledged(&self, client: &Client, in_flight: &mut usize, offsets: &Offsets) {
-        *in_flight = in_flight.saturating_sub(1);
-        for ((topic, partition), offset) in offsets {
+    /// Counts and stores an acknowledgement as `offsets` allows (forward only, this client's, this
+    /// assignment's).
+    fn acknowledged(&self, client: &Client, acks: &mut Acks, ack: &Ack) {
+        let verdict = acks.tracker.accept(ack, self.health.rebalances());
+        if !verdict.counted {
+            tracing::info!("a replaced client's batch committed; its partitions resume at the committed offsets");
+            return;
+        }
+        acks.in_flight = acks.in_flight.saturating_sub(1);
+        if verdict.store.is_empty() && !ack.offsets.is_empty() {
+            tracing::info!(
+                "partitions were reassigned while a batch was applied; its offsets are not stored and its \
+                 messages are read again as redeliveries"
+            );
+        }
+        for ((topic, partition), offset) in verdict.store {
             // Fails when the partition was revoked meanwhile: its new owner re-reads the batch,
             // which the inbox then ignores.
-            if let Err(error) = client.store_offset(topic, *partition, *offset) {
+            if let Err(error) = client.store_offset(&topic, partition, offset) {
                 tracing::info!(%error, topic, partition, offset, "offset not stored; the partition moved");
             }
         }
@@ -264,22 +288,30 @@ impl Fetcher {
 
     /// Waits, without fetching, until the batches handed over are acknowledged (or, at shutdown,
     /// until the applier hangs up), storing their offsets, or until `deadline`.
-    fn settle(&self, client: &Client, in_flight: &mut usize, deadline: Instant, until_hang_up: bool) {
-        while until_hang_up || *in_flight > 0 {
+    fn settle(&self, client: &Client, acks: &mut Acks, deadline: Instant, until_hang_up: bool) {
+        while until_hang_up || acks.in_flight > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::warn!(
-                    in_flight = *in_flight,
+                    in_flight = acks.in_flight,
                     "batches still uncommitted at close; they will be delivered again"
                 );
                 return;
             };
             match self.acks.recv_timeout(left) {
-                Ok(offsets) => self.acknowledged(client, in_flight, &offsets),
+                Ok(ack) => self.acknowledged(client, acks, &ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
+}
+
+/// One client's batches in flight and stored offsets.
+struct Acks {
+    in_flight: usize,
+    tracker: OffsetTracker,
+    /// Which client this is, for the batches it fetches.
+    client: u64,
 }
 
 /// Closes a client on a thread of its own and waits for it until `deadline`: commit what was
@@ -340,9 +372,12 @@ fn decode(message: &BorrowedMessage<'_>, refund_topic: &str) -> Inbound {
     let origin =
         Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
     let payload = message.payload().unwrap_or_default();
+    // CreateTime or LogAppendTime alike: either differs between two records that share a
+    // position in two incarnations of the topic.
+    let created_at_ms = message.timestamp().to_millis();
     if message.topic() == refund_topic {
-        Inbound::decode_refund(payload, header, origin)
+        Inbound::decode_refund(payload, header, origin, created_at_ms)
     } else {
-        Inbound::decode(payload, header, origin)
+        Inbound::decode_record(payload, header, origin, created_at_ms)
     }
 }

@@ -10,9 +10,11 @@
 //! reports the committed offsets back; only then does the thread store them. Offsets are stored
 //! with `enable.auto.offset.store=false` and committed by librdkafka's auto-commit, which only
 //! commits what was stored — so a batch that has not committed in the database is never
-//! acknowledged to Kafka, on revoke or shutdown included. A batch that fails is retried with
-//! backoff until it commits; if the process dies in between, the batch is delivered again and the
-//! inbox turns the replay into a no-op.
+//! acknowledged to Kafka, on revoke or shutdown included. A batch that fails for a transient
+//! reason is retried with backoff until it commits; if the process dies in between, the batch is
+//! delivered again and the inbox turns the replay into a no-op. A batch the store refuses twice
+//! is split until the refused command is alone, which is dead-lettered as `store_rejected`
+//! ([`Payments::pay_orders_isolating`]); its offsets are stored once every part committed.
 //!
 //! # Why not rust-rdkafka's `StreamConsumer`
 //!
@@ -46,6 +48,7 @@
 mod context;
 mod fetch;
 mod health;
+mod offsets;
 mod unreadable;
 
 use std::time::{Duration, Instant};
@@ -127,7 +130,7 @@ impl<S: Store> PayOrderConsumer<S> {
                 break;
             }
             self.health.batch_committed(batch.messages.len());
-            if acks.send(batch.offsets).is_err() {
+            if acks.send(batch.ack()).is_err() {
                 break;
             }
         }
@@ -150,7 +153,10 @@ impl<S: Store> PayOrderConsumer<S> {
         let mut backoff = Backoff::new(self.config.retry_first_backoff, self.config.retry_max_backoff);
         loop {
             let started = Instant::now();
-            match self.payments.pay_orders(&batch.messages).instrument(span.clone()).await {
+            // A command the store refuses every time is set aside (dead-lettered as
+            // `store_rejected`) instead of blocking the partition; a transient error comes back
+            // here and the batch is retried whole, its committed parts then being redeliveries.
+            match self.payments.pay_orders_isolating(&batch.messages).instrument(span.clone()).await {
                 Ok(outcomes) => {
                     record(&outcomes, started);
                     return true;

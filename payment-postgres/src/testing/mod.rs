@@ -130,6 +130,7 @@ fn reason(code: &str) -> DeadLetterReason {
         DeadLetterReason::MissingField,
         DeadLetterReason::InvalidField,
         DeadLetterReason::ConflictingDuplicate,
+        DeadLetterReason::StoreRejected,
     ]
     .into_iter()
     .find(|r| r.as_str() == code)
