@@ -163,7 +163,11 @@ mod tests {
     #[test]
     fn identity_follows_the_pay_order_rules() {
         assert_eq!(decode(r#"{"message_id":"m1","refund_id":1,"order_id":2,"user_id":3}"#).identity.as_str(), "m1");
-        assert_eq!(decode(r#"{"refund_id":1,"order_id":2,"user_id":3}"#).identity.as_str(), "refund.order/1/5");
+        // No message id: the position, the create time (unknown here: `-`) and a hash of the bytes.
+        let positional = decode(r#"{"refund_id":1,"order_id":2,"user_id":3}"#).identity;
+        assert!(positional.as_str().starts_with("refund.order/1/5@-#"), "{}", positional.as_str());
+        let other = decode(r#"{"refund_id":2,"order_id":2,"user_id":3}"#).identity;
+        assert_ne!(positional, other, "another command at the same position is another identity");
     }
 
     #[test]
