@@ -39,6 +39,11 @@ impl Service {
         let port = free_port();
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         env.push(("HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
+        // The tests' shared PostgreSQL runs without fsync, for speed, which the service refuses
+        // unless told to accept it; a test of durability (tests/process.rs) says so itself.
+        if !env.iter().any(|(name, _)| name == "DATABASE_ALLOW_LOST_COMMITS") {
+            env.push(("DATABASE_ALLOW_LOST_COMMITS".into(), "true".into()));
+        }
         let log = std::env::temp_dir().join(format!("payment-service-{}-{name}-{port}.log", std::process::id()));
         let mut service = Service {
             name: name.into(),
