@@ -30,7 +30,7 @@ pub enum KeyError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is larger than [`KEY_FILE_MAX_BYTES`].
+    /// The file is larger than `KEY_FILE_MAX_BYTES` (1 MiB).
     #[error("{path} is larger than {KEY_FILE_MAX_BYTES} bytes")]
     TooLarge {
         /// The file.
