@@ -132,6 +132,18 @@ impl Inbound {
         origin: Origin,
         created_at_ms: Option<i64>,
     ) -> Self {
+        Self::decode_with(payload, message_id_header, origin, created_at_ms, command_of)
+    }
+
+    /// A record of any command topic: the identity and JSON of [`envelope`], the command its
+    /// topic's `command_of` reads from the JSON, or a dead letter when it is not JSON.
+    pub(super) fn decode_with(
+        payload: &[u8],
+        message_id_header: Option<&str>,
+        origin: Origin,
+        created_at_ms: Option<i64>,
+        command_of: fn(&serde_json::Map<String, Value>) -> Command,
+    ) -> Self {
         let (identity, json) = envelope(payload, message_id_header, &origin, created_at_ms);
         let command = match json {
             Ok(fields) => command_of(&fields),

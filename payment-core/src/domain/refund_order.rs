@@ -8,7 +8,6 @@
 use serde_json::Value;
 
 use super::money::decimal_from_json;
-use super::pay_order::envelope;
 use super::{
     Amount, Command, DeadLetterReason, Echoed, Inbound, JsonIdType, MessageId, OrderId, Origin, RefundFailureReason,
     RefundId, UserId,
@@ -79,12 +78,7 @@ impl Inbound {
         origin: Origin,
         created_at_ms: Option<i64>,
     ) -> Self {
-        let (identity, json) = envelope(payload, message_id_header, &origin, created_at_ms);
-        let command = match json {
-            Ok(fields) => refund_of(&fields),
-            Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
-        };
-        Self { identity, origin: Some(origin), payload: payload.to_vec(), command }
+        Self::decode_with(payload, message_id_header, origin, created_at_ms, refund_of)
     }
 }
 
