@@ -207,7 +207,11 @@ fn producer(brokers: &str) -> FutureProducer {
 }
 
 async fn produce(producer: &FutureProducer, key: Option<&str>, payload: &str) {
-    let mut record = FutureRecord::<str, str>::to("pay.order").payload(payload);
+    produce_to(producer, "pay.order", key, payload).await
+}
+
+async fn produce_to(producer: &FutureProducer, topic: &str, key: Option<&str>, payload: &str) {
+    let mut record = FutureRecord::<str, str>::to(topic).payload(payload);
     if let Some(key) = key {
         record = record.key(key);
     }
@@ -271,15 +275,46 @@ fn every_metric_the_dashboard_and_the_alerts_name_is_exported_after_traffic() {
         )
         .await;
         produce(&producer, None, "this is not JSON").await;
+        // Refunds: part of the paid order back, and a refund of the order that was never paid.
+        // `refund.order` is another topic, so the refund is sent once the payment is applied.
+        let deadline = Instant::now() + SETTLED_WITHIN;
+        loop {
+            let text = match http.get(format!("{base}/metrics")).send().await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(r#"payment_commands_total{outcome="paid"} 1"#) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the payment was not applied:\n{}", service.log_tail());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        produce_to(
+            &producer,
+            "refund.order",
+            Some("ops-o1"),
+            r#"{"message_id":"ops-r1","refund_id":"ops-rf1","order_id":"ops-o1","user_id":"ops-1","amount":"4"}"#,
+        )
+        .await;
+        produce_to(
+            &producer,
+            "refund.order",
+            Some("ops-o2"),
+            r#"{"message_id":"ops-r2","refund_id":"ops-rf2","order_id":"ops-o2","user_id":"ops-1"}"#,
+        )
+        .await;
 
-        // The outcomes, as the service counts them: one paid, one failed, one dead-lettered, all
-        // three events acknowledged by the broker, and the lag reported.
+        // The outcomes, as the service counts them: one paid, one failed, one dead-lettered, one
+        // refund credited and one refused as not paid, all five events acknowledged by the
+        // broker, and the lag reported.
         let settled = [
             r#"payment_commands_total{outcome="paid"} 1"#,
             r#"payment_commands_total{outcome="failed"} 1"#,
             r#"payment_commands_total{outcome="dead_lettered"} 1"#,
             r#"payment_dead_letters_total{reason="malformed_json"} 1"#,
-            "payment_outbox_published_total 3",
+            "payment_refunds_total 1",
+            r#"payment_refund_failures_total{reason="order_not_paid"} 1"#,
+            "payment_outbox_published_total 5",
             "payment_consumer_lag_messages{",
         ];
         let deadline = Instant::now() + SETTLED_WITHIN;
