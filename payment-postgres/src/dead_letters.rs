@@ -31,15 +31,7 @@ struct DeadLetterRow {
 }
 
 fn reason(code: &str) -> Result<DeadLetterReason, StoreError> {
-    [
-        DeadLetterReason::MalformedJson,
-        DeadLetterReason::MissingField,
-        DeadLetterReason::InvalidField,
-        DeadLetterReason::ConflictingDuplicate,
-    ]
-    .into_iter()
-    .find(|reason| reason.as_str() == code)
-    .ok_or_else(|| corrupt("dead letter reason", code))
+    DeadLetterReason::from_code(code).ok_or_else(|| corrupt("dead letter reason", code))
 }
 
 impl TryFrom<DeadLetterRow> for DeadLetter {

@@ -36,6 +36,22 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// Every reason, so that a stored code can be read back by one function ([`from_code`]).
+    ///
+    /// [`from_code`]: DeadLetterReason::from_code
+    pub const ALL: [DeadLetterReason; 5] = [
+        DeadLetterReason::MalformedJson,
+        DeadLetterReason::MissingField,
+        DeadLetterReason::InvalidField,
+        DeadLetterReason::ConflictingDuplicate,
+        DeadLetterReason::StoreRejected,
+    ];
+
+    /// The reason a stored code stands for; `None` for a code this build does not know.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == code)
+    }
+
     /// The stable code stored with the row and sent as the `reason-code` header.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -106,5 +122,19 @@ mod tests {
         let (payload, original_bytes) = DeadLetter::capped_payload(&original);
         assert_eq!(payload, original[..MAX_DEAD_LETTER_PAYLOAD_BYTES]);
         assert_eq!(original_bytes, Some(MAX_DEAD_LETTER_PAYLOAD_BYTES as u64 + 1));
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::DeadLetterReason;
+
+    #[test]
+    fn every_reason_reads_back_from_its_code() {
+        for reason in DeadLetterReason::ALL {
+            assert_eq!(DeadLetterReason::from_code(reason.as_str()), Some(reason));
+        }
+        assert_eq!(DeadLetterReason::from_code("store_rejected"), Some(DeadLetterReason::StoreRejected));
+        assert_eq!(DeadLetterReason::from_code("nonsense"), None);
     }
 }

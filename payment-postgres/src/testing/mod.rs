@@ -125,16 +125,7 @@ struct DeadLetterRow {
 }
 
 fn reason(code: &str) -> DeadLetterReason {
-    [
-        DeadLetterReason::MalformedJson,
-        DeadLetterReason::MissingField,
-        DeadLetterReason::InvalidField,
-        DeadLetterReason::ConflictingDuplicate,
-        DeadLetterReason::StoreRejected,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == code)
-    .unwrap_or_else(|| fail("unknown dead-letter reason", code))
+    DeadLetterReason::from_code(code).unwrap_or_else(|| fail("unknown dead-letter reason", code))
 }
 
 #[async_trait]
