@@ -18,7 +18,7 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Type};
 use utoipa::ToSchema;
 
 use crate::cursor::{self, LedgerQuery};
-use crate::extract::{Caller, IdempotencyHeader, JsonBody};
+use crate::extract::{Caller, IdempotencyHeader, JsonBody, RequestIdHeader};
 use crate::problem::ApiError;
 use crate::ApiState;
 
@@ -151,6 +151,7 @@ pub(crate) const DEPOSIT_PROBLEMS: &[crate::ErrorCode] = {
         InvalidToken,
         UserMismatch,
         InvalidIdempotencyKey,
+        InvalidRequestId,
         MalformedJson,
         UnsupportedMediaType,
         PayloadTooLarge,
@@ -217,16 +218,17 @@ pub async fn create_account<S: Store>(
 /// Credits the caller, once per idempotency key.
 #[utoipa::path(post, path = "/accounts/deposit", tag = "accounts",
     request_body(content = DepositRequest, description = "At most 16 KiB (`payload_too_large`), `application/json` only (`unsupported_media_type`)."),
-    params(Caller, IdempotencyHeader),
+    params(Caller, IdempotencyHeader, RequestIdHeader),
     responses((status = 200, description = "Credited (or the stored answer to a retry)", body = BalanceBody)))]
 pub async fn deposit<S: Store>(
     State(state): State<Arc<ApiState<S>>>,
     Caller(user): Caller,
     IdempotencyHeader(key): IdempotencyHeader,
+    RequestIdHeader(request_id): RequestIdHeader,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Json<BalanceBody>, ApiError> {
     let amount = amount_of(&body)?;
-    let receipt = state.payments.deposit(&user, amount, key.as_ref()).await?;
+    let receipt = state.payments.deposit_requested(&user, amount, key.as_ref(), request_id.as_ref()).await?;
     if !receipt.replayed {
         metrics::counter!("payment_deposits_total").increment(1);
         // Whole cents keep the counter exact.

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use payment_core::domain::{IdempotencyKey, UserId};
+use payment_core::domain::{IdempotencyKey, RequestId, UserId};
 use payment_core::ports::Store;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -93,6 +93,39 @@ impl IntoParams for IdempotencyHeader {
             IdempotencyKey::MAX_LEN,
             IDEMPOTENCY_KEY_PATTERN,
             "At most one. A retry with the same key and body gets the first answer and credits once; the same key with another body: 409 `idempotency_key_reused`; malformed or repeated: 400 `invalid_idempotency_key`.",
+        )]
+    }
+}
+
+/// What [`RequestIdHeader`] accepts: 1..=128 printable ASCII characters, no spaces.
+pub const REQUEST_ID_PATTERN: &str = "^[!-~]{1,128}$";
+
+/// The `X-Request-Id` header: at most one, matching [`REQUEST_ID_PATTERN`]. The service's own
+/// router ([`with_request_tracing`](crate::with_request_tracing)) makes one up when a request has none, and logs it with the
+/// request; a deposit without an `Idempotency-Key` records it as its ledger entry's cause.
+pub struct RequestIdHeader(pub Option<RequestId>);
+
+#[async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for RequestIdHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = crate::identity::single(parts, "x-request-id")
+            .map_err(|()| ApiError::InvalidRequestId("sent more than once".into()))?;
+        let Some(value) = value else { return Ok(Self(None)) };
+        let text = value.to_str().map_err(|_| ApiError::InvalidRequestId("not visible ASCII".into()))?;
+        RequestId::new(text).map(|id| Self(Some(id))).map_err(|e| ApiError::InvalidRequestId(e.to_string()))
+    }
+}
+
+impl IntoParams for RequestIdHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_parameter(
+            "X-Request-Id",
+            Required::False,
+            RequestId::MAX_LEN,
+            REQUEST_ID_PATTERN,
+            "At most one; echoed in the response, made up when absent. A deposit without an `Idempotency-Key` records it in its ledger entry, so the entry can be traced to the request. Malformed or repeated: 400 `invalid_request_id`.",
         )]
     }
 }

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     UserMismatch,
     /// `Idempotency-Key` malformed or repeated (400).
     InvalidIdempotencyKey,
+    /// `X-Request-Id` malformed or repeated (400).
+    InvalidRequestId,
     /// The body is not JSON of the expected shape (400).
     MalformedJson,
     /// The body is not `application/json` (415).
@@ -77,7 +79,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 23] = {
+    pub const ALL: [ErrorCode; 24] = {
         use ErrorCode::*;
         [
             MissingUserId,
@@ -86,6 +88,7 @@ impl ErrorCode {
             InvalidToken,
             UserMismatch,
             InvalidIdempotencyKey,
+            InvalidRequestId,
             MalformedJson,
             UnsupportedMediaType,
             PayloadTooLarge,
@@ -116,6 +119,7 @@ impl ErrorCode {
             InvalidToken => ("invalid_token", StatusCode::UNAUTHORIZED),
             UserMismatch => ("user_mismatch", StatusCode::FORBIDDEN),
             InvalidIdempotencyKey => ("invalid_idempotency_key", StatusCode::BAD_REQUEST),
+            InvalidRequestId => ("invalid_request_id", StatusCode::BAD_REQUEST),
             MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
@@ -168,6 +172,9 @@ pub enum ApiError {
     /// `Idempotency-Key` malformed or sent more than once.
     #[error("the Idempotency-Key header is invalid: {0}")]
     InvalidIdempotencyKey(String),
+    /// `X-Request-Id` malformed or sent more than once.
+    #[error("the X-Request-Id header is invalid: {0}")]
+    InvalidRequestId(String),
     /// The body is not JSON of the expected shape.
     #[error("the request body is not valid JSON of the expected shape: {0}")]
     MalformedJson(String),
@@ -217,6 +224,7 @@ impl ApiError {
             ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
             ApiError::UserMismatch => ErrorCode::UserMismatch,
             ApiError::InvalidIdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
+            ApiError::InvalidRequestId(_) => ErrorCode::InvalidRequestId,
             ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,

@@ -245,6 +245,30 @@ fn malformed() -> Vec<(&'static str, String, Vec<(&'static str, String)>, Option
             400,
             "invalid_idempotency_key",
         ),
+        (
+            "POST",
+            "/accounts/deposit".into(),
+            {
+                let mut h = json("u1");
+                h.push(("x-request-id", "r".repeat(129)));
+                h
+            },
+            Some(r#"{"amount":1}"#.into()),
+            400,
+            "invalid_request_id",
+        ),
+        (
+            "POST",
+            "/accounts/deposit".into(),
+            {
+                let mut h = json("u1");
+                h.push(("x-request-id", "has space".into()));
+                h
+            },
+            Some(r#"{"amount":1}"#.into()),
+            400,
+            "invalid_request_id",
+        ),
         ("POST", "/accounts/deposit".into(), json("ghost"), Some(r#"{"amount":1}"#.into()), 404, "account_not_found"),
         ("GET", "/accounts/balance".into(), vec![], None, 401, "missing_user_id"),
         ("GET", "/accounts/ledger?limit=0".into(), json("u1"), None, 400, "invalid_query"),
@@ -368,6 +392,8 @@ async fn repeated_identity_headers_are_refused_and_change_nothing<S: Store + Ins
     }
     let keys = [("x-user-id", "u1"), json, ("idempotency-key", "k1"), ("idempotency-key", "k2")];
     problem(&api.call("POST", "/accounts/deposit", &keys, body).await, 400, "invalid_idempotency_key");
+    let requests = [("x-user-id", "u1"), json, ("x-request-id", "a"), ("x-request-id", "b")];
+    problem(&api.call("POST", "/accounts/deposit", &requests, body).await, 400, "invalid_request_id");
     assert_eq!(api.store.snapshot().await, before, "nothing changed");
     let once =
         api.call("POST", "/accounts/deposit", &[("x-user-id", "u1"), json, ("idempotency-key", "k1")], body).await;
@@ -392,7 +418,41 @@ async fn the_statement_shows_refunds_with_their_order_and_refund<S: Store + Insp
     assert!(entries[1].get("refund_id").is_none() && entries[2].get("order_id").is_none());
 }
 
+/// A deposit without an `Idempotency-Key` records the request's `X-Request-Id` as its ledger
+/// entry's cause — the one given, or the one made up and echoed — so an auditor can follow the
+/// entry to the request's log lines.
+async fn an_unkeyed_deposit_records_its_request_id<S: Store + Inspect>(store: S) {
+    let api = Api::new(store);
+    api.create("u1").await;
+    let json = ("content-type", "application/json");
+    let given = api
+        .call(
+            "POST",
+            "/accounts/deposit",
+            &[("x-user-id", "u1"), json, ("x-request-id", "req-42")],
+            Some(r#"{"amount": 3}"#),
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::OK, "{}", given.text);
+    let made_up = api.app.clone().oneshot(
+        Request::post("/accounts/deposit")
+            .header("x-user-id", "u1")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"amount": 4}"#))
+            .unwrap(),
+    );
+    let made_up = made_up.await.unwrap();
+    assert_eq!(made_up.status(), StatusCode::OK);
+    let echoed = made_up.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let echoed = echoed.expect("a request id is made up and echoed");
+    let snapshot = api.store.snapshot().await;
+    let causes: Vec<Option<String>> =
+        snapshot.ledger[&UserId::new("u1").unwrap()].iter().map(|e| e.cause.as_ref().map(|c| c.stored())).collect();
+    assert_eq!(causes, [Some("request:req-42".to_string()), Some(format!("request:{echoed}"))]);
+}
+
 payment_postgres::on_both_stores!(
+    an_unkeyed_deposit_records_its_request_id,
     the_statement_shows_refunds_with_their_order_and_refund,
     every_row_of_the_table,
     repeated_identity_headers_are_refused_and_change_nothing,

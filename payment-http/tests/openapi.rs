@@ -28,7 +28,7 @@ fn the_document_is_openapi_3_and_covers_every_route() {
     }
     let headers: Vec<&str> =
         deposit["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(headers, ["X-User-Id", "Idempotency-Key"]);
+    assert_eq!(headers, ["X-User-Id", "Idempotency-Key", "X-Request-Id"]);
     assert!(document["components"]["schemas"]["Problem"].is_object());
 }
 

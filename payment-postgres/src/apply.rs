@@ -70,40 +70,11 @@ macro_rules! column {
     };
 }
 
-/// Longest cause stored (the column's check); a longer one is cut, on a character boundary.
-const CAUSE_MAX_CHARS: usize = 300;
-
-/// Why each ledger entry exists, from what the effects carry: a payment's command is the
-/// `correlation-id` of its `order.paid` event (the command's inbox identity); a refund is its
-/// refund id; a keyed deposit is its idempotency record (the same user and resulting balance). An
-/// unkeyed deposit has none.
+/// Each ledger entry's cause, in its stored form (the decision sets it; see [`EntryCause`]).
+///
+/// [`EntryCause`]: payment_core::domain::EntryCause
 fn causes(effects: &Effects) -> Vec<Option<String>> {
-    use payment_core::domain::{EntryKind, EventKind};
-    let cut = |text: String| text.chars().take(CAUSE_MAX_CHARS).collect::<String>();
-    effects
-        .ledger
-        .iter()
-        .map(|entry| match entry.kind {
-            EntryKind::Payment => {
-                let order = entry.order_id.as_ref()?.to_string();
-                let event = effects
-                    .outbox
-                    .iter()
-                    .find(|e| e.kind == EventKind::OrderPaid && e.key.as_deref() == Some(order.as_str()))?;
-                let (_, message) = event.headers.iter().find(|(name, _)| name == "correlation-id")?;
-                Some(cut(format!("message:{message}")))
-            }
-            // The refund id names the command: a refund is applied at most once per refund id, and
-            // its row in `refunds` holds the rest.
-            EntryKind::Refund => entry.refund_id.as_ref().map(|refund| cut(format!("refund:{refund}"))),
-            EntryKind::Deposit => {
-                let record = effects.idempotency.iter().find(|r| {
-                    r.user_id == entry.user_id && r.balance == entry.balance_after && r.amount == entry.amount
-                })?;
-                Some(cut(format!("idempotency-key:{}", record.key)))
-            }
-        })
-        .collect()
+    effects.ledger.iter().map(|entry| entry.cause.as_ref().map(|cause| cause.stored())).collect()
 }
 
 pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use payment_core::domain::{
-    Account, Amount, Balance, EntryKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, LedgerPosition, OrderId,
-    Payment, Refund, RefundId, StatementEntry, UserId,
+    Account, Amount, Balance, EntryCause, EntryKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, LedgerPosition,
+    OrderId, Payment, Refund, RefundId, StatementEntry, UserId,
 };
 use payment_core::ports::StoreError;
 use rust_decimal::Decimal;
@@ -56,6 +56,7 @@ pub(crate) struct LedgerRow {
     order_id: Option<String>,
     refund_id: Option<String>,
     created_at: DateTime<Utc>,
+    cause: Option<String>,
 }
 
 impl TryFrom<LedgerRow> for StatementEntry {
@@ -78,6 +79,10 @@ impl TryFrom<LedgerRow> for StatementEntry {
                 order_id: row.order_id.map(order).transpose()?,
                 refund_id: row.refund_id.map(refund_id).transpose()?,
                 created_at: row.created_at,
+                cause: row
+                    .cause
+                    .map(|text| EntryCause::from_stored(&text).ok_or_else(|| corrupt("cause", &text)))
+                    .transpose()?,
             },
         })
     }

@@ -139,7 +139,7 @@ impl Store for PgStore {
 
     async fn statement(&self, user: &UserId, page: StatementPage) -> Result<Vec<StatementEntry>, StoreError> {
         let rows = sqlx::query_as::<_, rows::LedgerRow>(
-            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at
+            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, cause
              FROM ledger_entries
              WHERE user_id = $1 AND ($2::BIGINT IS NULL OR position < $2)
              ORDER BY position DESC

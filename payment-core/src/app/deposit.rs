@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::coalesce::{Closing, Coalescer, Gather, Work};
 use super::{Error, Payments, RetryPolicy};
 use crate::decide::{decide_deposits, DepositKeys, DepositRequest, DepositState, Deposited};
-use crate::domain::{Amount, Balance, IdempotencyKey, UserId};
+use crate::domain::{Amount, Balance, IdempotencyKey, RequestId, UserId};
 use crate::ports::{Clock, Store, StoreError, UnitOfWork};
 
 /// How concurrent [`Payments::deposit`] calls share a unit of work.
@@ -84,7 +84,21 @@ impl<S: Store> Payments<S> {
         amount: Amount,
         key: Option<&IdempotencyKey>,
     ) -> Result<DepositReceipt, Error> {
-        let request = DepositRequest { user_id: user.clone(), amount, key: key.cloned() };
+        self.deposit_requested(user, amount, key, None).await
+    }
+
+    /// [`deposit`](Self::deposit) on behalf of the request `request_id` (an HTTP
+    /// `X-Request-Id`): without a key, the ledger entry records the request as its cause, so an
+    /// auditor can follow the entry to the request's log lines.
+    pub async fn deposit_requested(
+        &self,
+        user: &UserId,
+        amount: Amount,
+        key: Option<&IdempotencyKey>,
+        request_id: Option<&RequestId>,
+    ) -> Result<DepositReceipt, Error> {
+        let request =
+            DepositRequest { user_id: user.clone(), amount, key: key.cloned(), request_id: request_id.cloned() };
         let runner = DepositRunner { store: self.store.clone(), clock: self.clock.clone(), retry: self.retry };
         match &self.deposits {
             Some(coalescer) => coalescer.submit(request, move |gather| runner.lead(gather)).await,

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{BalanceUpdate, Effects};
-use crate::domain::{Account, Amount, Balance, EntryKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, UserId};
+use crate::domain::{
+    Account, Amount, Balance, EntryCause, EntryKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, RequestId, UserId,
+};
 
 /// Why a deposit is refused. A refusal changes nothing, and refuses that deposit only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +37,9 @@ pub struct DepositRequest {
     pub amount: Amount,
     /// The request's idempotency key, if it carries one.
     pub key: Option<IdempotencyKey>,
+    /// The request that asked for it (`X-Request-Id`), if known: the ledger entry's cause when
+    /// there is no key.
+    pub request_id: Option<RequestId>,
 }
 
 /// What a store must load for a batch of deposits: one call each.
@@ -143,6 +148,11 @@ pub fn decide_deposits(
                 order_id: None,
                 refund_id: None,
                 created_at: now,
+                cause: match (&request.key, &request.request_id) {
+                    (Some(key), _) => Some(EntryCause::IdempotencyKey(key.clone())),
+                    (None, Some(request)) => Some(EntryCause::Request(request.clone())),
+                    (None, None) => None,
+                },
             });
             if let Some(key) = key {
                 let record = IdempotencyRecord {
@@ -204,7 +214,12 @@ pub fn decide_deposit(
     entry_id: Uuid,
 ) -> Result<DepositDecision, DepositRefusal> {
     let Some(account) = account else { return Err(DepositRefusal::AccountNotFound) };
-    let request = DepositRequest { user_id: account.user_id.clone(), amount, key: key.map(|state| state.key.clone()) };
+    let request = DepositRequest {
+        user_id: account.user_id.clone(),
+        amount,
+        key: key.map(|state| state.key.clone()),
+        request_id: None,
+    };
     let state =
         DepositState::of(vec![account.clone()], key.and_then(|state| state.earlier.cloned()).into_iter().collect());
     let decision = decide_deposits(state, std::slice::from_ref(&request), now, &mut || entry_id);

@@ -27,6 +27,7 @@ fn request(user: &str, amount: i64, key: Option<&str>) -> DepositRequest {
         user_id: UserId::new(user).unwrap(),
         amount: cents(amount),
         key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+        request_id: None,
     }
 }
 

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{BalanceUpdate, Effects};
 use crate::domain::{
-    Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryKind, FailureReason, Inbound, LedgerEntry,
-    MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund, RefundFailureReason,
-    RefundId, UserId,
+    Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryCause, EntryKind, FailureReason, Inbound,
+    LedgerEntry, MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund,
+    RefundFailureReason, RefundId, UserId,
 };
 
 /// What a store must load for a batch: one call each.
@@ -282,6 +282,7 @@ impl Decider<'_> {
             order_id: Some(order.order_id.clone()),
             refund_id: None,
             created_at: self.now,
+            cause: Some(EntryCause::Message(message.identity.clone())),
         });
         self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(&payment, order.id_types), &message.identity));
         let outcome = Outcome::Paid { transaction_id: payment.transaction_id, event_id: payment.event_id };

@@ -12,7 +12,7 @@
 
 use super::pay_orders::{Decider, Outcome};
 use crate::domain::{
-    Amount, Balance, DeadLetterReason, Echoed, EntryKind, Inbound, LedgerEntry, OrderId, OrderRefundFailed,
+    Amount, Balance, DeadLetterReason, Echoed, EntryCause, EntryKind, Inbound, LedgerEntry, OrderId, OrderRefundFailed,
     OrderRefunded, OutboxEvent, Refund, RefundFailureReason, RefundId, RefundOrder,
 };
 
@@ -82,6 +82,7 @@ impl Decider<'_> {
             order_id: Some(refund.order_id.clone()),
             refund_id: Some(refund.refund_id.clone()),
             created_at: self.now,
+            cause: Some(EntryCause::Refund(refund.refund_id.clone())),
         });
         let event = OrderRefunded::of(&refund, command.id_types);
         self.effects.outbox.push(OutboxEvent::refunded(&event, &message.identity));

@@ -1,5 +1,5 @@
 //! Identifiers, each validated once at the edge: [`UserId`], [`OrderId`], [`RefundId`],
-//! [`MessageId`], [`IdempotencyKey`].
+//! [`MessageId`], [`IdempotencyKey`], [`RequestId`].
 //!
 //! User and order ids arrive from Kafka as JSON strings or integers; `42` and `"42"` are the same
 //! id, so integers are kept as their decimal text.
@@ -221,6 +221,14 @@ macro_rules! string_or_integer {
         }
     };
 }
+
+identifier!(
+    /// The `X-Request-Id` of an HTTP request: 1..=128 printable ASCII characters, no whitespace.
+    /// Made up by the service when the request has none; recorded as the cause of a deposit
+    /// without an `Idempotency-Key`.
+    RequestId, "X-Request-Id", max = 128, allowed = "printable ASCII without whitespace",
+    |c| c.is_ascii_graphic()
+);
 
 string_or_integer!(UserId, "user_id");
 string_or_integer!(OrderId, "order_id");

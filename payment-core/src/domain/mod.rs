@@ -17,8 +17,10 @@ pub use account::Account;
 pub use dead_letter::{DeadLetter, DeadLetterReason, Origin, MAX_DEAD_LETTER_PAYLOAD_BYTES};
 pub use events::{EventKind, OrderPaid, OrderPaymentFailed, OutboxEvent};
 pub use idempotency::IdempotencyRecord;
-pub use ids::{Echoed, IdError, IdempotencyKey, JsonIdType, MessageId, OrderId, RefundId, UserId};
-pub use ledger::{EntryKind, LedgerEntry, LedgerPosition, StatementEntry, StatementPage, MAX_STATEMENT_PAGE};
+pub use ids::{Echoed, IdError, IdempotencyKey, JsonIdType, MessageId, OrderId, RefundId, RequestId, UserId};
+pub use ledger::{
+    EntryCause, EntryKind, LedgerEntry, LedgerPosition, StatementEntry, StatementPage, MAX_STATEMENT_PAGE,
+};
 pub use money::{Amount, Balance, MoneyError, MAX_AMOUNT, MAX_BALANCE};
 pub use pay_order::{Command, IdTypes, Inbound, PayOrder, MAX_PAY_ORDER_BYTES};
 pub use payment::{FailureReason, Payment};

@@ -14,7 +14,7 @@ use crate::app::{DepositBatching, DepositReceipt, Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
     Account, Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin,
-    Payment, StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    Payment, RequestId, StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
@@ -228,6 +228,41 @@ pub async fn statement_pages_newest_first_and_chains<F: StoreFactory>(factory: &
     assert_eq!(pages[0].entry.balance_after.value(), money("24.5"));
     assert_eq!(pages[0].entry.order_id.as_ref().map(|o| o.as_str()), Some("o7"));
     assert!(payments.statement(&user("nobody"), StatementPage::new(3, None).unwrap()).await.is_err());
+}
+
+/// Every ledger entry says why it exists, and the store gives it back: a payment its command's
+/// inbox identity, a refund its refund id, a keyed deposit its key, an unkeyed one the request
+/// that asked for it; a deposit through the library with neither has none.
+pub async fn every_ledger_entry_records_its_cause<F: StoreFactory>(factory: &F) {
+    let (payments, _store) = fresh(factory).await;
+    funded(&payments, "u1", "0").await;
+    let key = IdempotencyKey::new("k 1").unwrap();
+    payments.deposit(&user("u1"), amount("50"), Some(&key)).await.unwrap();
+    let request = RequestId::new("req-7f3a").unwrap();
+    payments.deposit_requested(&user("u1"), amount("5"), None, Some(&request)).await.unwrap();
+    // A key wins over a request id: the key is what a retry repeats.
+    let other = RequestId::new("req-ignored").unwrap();
+    payments
+        .deposit_requested(&user("u1"), amount("6"), Some(&IdempotencyKey::new("k2").unwrap()), Some(&other))
+        .await
+        .unwrap();
+    payments.deposit(&user("u1"), amount("1"), None).await.unwrap();
+    payments.pay_orders(&[pay("m-1", "o-1", "u1", "10")]).await.unwrap();
+    payments.pay_orders(&[refund("m-2", "r-1", "o-1", "u1", Some("4"))]).await.unwrap();
+
+    let page = payments.statement(&user("u1"), StatementPage::new(10, None).unwrap()).await.unwrap();
+    let mut causes: Vec<Option<String>> =
+        page.entries.iter().map(|e| e.entry.cause.as_ref().map(|c| c.stored())).collect();
+    causes.reverse();
+    let expected = [
+        Some("idempotency-key:k 1"),
+        Some("request:req-7f3a"),
+        Some("idempotency-key:k2"),
+        None,
+        Some("message:m-1"),
+        Some("refund:r-1"),
+    ];
+    assert_eq!(causes, expected.map(|c| c.map(str::to_string)));
 }
 
 /// The balances of `answers`, with their users, to compare with what was asked.

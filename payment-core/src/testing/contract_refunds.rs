@@ -217,6 +217,7 @@ pub async fn refund_over_the_balance_limit_fails<F: StoreFactory>(factory: &F) {
             order_id: None,
             refund_id: None,
             created_at: chrono::Utc::now(),
+            cause: None,
         });
     }
     effects.balance_updates.push(BalanceUpdate {

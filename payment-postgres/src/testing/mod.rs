@@ -143,7 +143,7 @@ impl Inspect for PgStore {
                 .await
                 .unwrap_or_else(|e| fail("read accounts", e));
         let ledger: Vec<crate::rows::LedgerRow> = sqlx::query_as(
-            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at
+            "SELECT position, entry_id, user_id, kind, amount, balance_after, order_id, refund_id, created_at, cause
              FROM ledger_entries ORDER BY position",
         )
         .fetch_all(&mut *tx)
