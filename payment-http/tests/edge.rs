@@ -1,6 +1,6 @@
 //! The public port's guards, over real TCP: a client that trickles its request head is cut off,
 //! an idle keep-alive connection is closed, and a flood beyond the request cap is answered `503
-//! overloaded` at once, with no other server error.
+//! overloaded` at once, with no other server error, each one counted in `http_requests_shed_total`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,6 +95,8 @@ fn an_idle_keep_alive_connection_is_closed() {
 
 #[test]
 fn requests_over_the_cap_are_shed_with_503_and_nothing_else_fails() {
+    // The only test of this binary that records metrics: it owns the global recorder.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().unwrap();
     block_on(async {
         let slow = Router::new().route(
             "/slow",
@@ -120,12 +122,18 @@ fn requests_over_the_cap_are_shed_with_503_and_nothing_else_fails() {
         assert!(other.is_empty(), "only 200 and 503: {other:?}");
         assert!(ok >= 4, "the cap's worth went through: {ok}");
         assert!(!shed.is_empty(), "24 at once over a cap of 4 shed some");
-        for answer in shed {
+        for answer in &shed {
             let lower = answer.to_ascii_lowercase();
             assert!(lower.contains("retry-after: 1"), "{answer}");
             assert!(lower.contains("content-type: application/problem+json"), "{answer}");
             assert!(answer.contains(r#""code":"overloaded""#), "{answer}");
         }
+        let counted = format!("http_requests_shed_total {}", shed.len());
+        let rendered = metrics.render();
+        assert!(
+            rendered.lines().any(|line| line == counted),
+            "/metrics counts every shed request ({counted}):\n{rendered}"
+        );
         stop.notify_one();
     });
 }
