@@ -2,6 +2,8 @@
 //! transaction at every step and check that nothing of it remains. It can also refuse, every
 //! time, the effects of chosen orders, as a store refuses a command it cannot take (a constraint
 //! the domain did not foresee): the tests see such a command set aside and the others applied.
+//! And it can hold every unit of work at its start until released, so a test can keep a batch
+//! "being applied" for as long as it needs (a rebalance in between, say).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,12 +97,53 @@ pub struct FaultyStore<S> {
     plan: Plan,
     refused: Refused,
     begun: Arc<AtomicU64>,
+    gate: Gate,
+}
+
+/// Whether units of work are held at [`Store::begin`], and how many wait there.
+#[derive(Debug, Clone)]
+struct Gate {
+    held: Arc<tokio::sync::watch::Sender<bool>>,
+    waiting: Arc<AtomicU64>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self { held: Arc::new(tokio::sync::watch::Sender::new(false)), waiting: Arc::default() }
+    }
+}
+
+impl Gate {
+    async fn pass(&self) {
+        let mut held = self.held.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // `wait_for` only fails when the sender is gone, and this gate holds it.
+        let _ = held.wait_for(|held| !*held).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<S> FaultyStore<S> {
     /// Wraps `inner`, with no fault armed.
     pub fn new(inner: S) -> Self {
-        Self { inner, plan: Arc::default(), refused: Arc::default(), begun: Arc::default() }
+        Self { inner, plan: Arc::default(), refused: Arc::default(), begun: Arc::default(), gate: Gate::default() }
+    }
+
+    /// Holds every unit of work begun through this wrapper (and its clones; another
+    /// [`FaultyStore::new`] over the same inner store has its own gate) before it begins, until
+    /// [`release`](Self::release).
+    pub fn hold(&self) {
+        self.gate.held.send_replace(true);
+    }
+
+    /// Lets held and later units of work begin.
+    pub fn release(&self) {
+        self.gate.held.send_replace(false);
+    }
+
+    /// How many units of work wait at the gate now.
+    pub fn held(&self) -> u64 {
+        self.gate.waiting.load(Ordering::SeqCst)
     }
 
     /// Makes every [`UnitOfWork::apply`] whose effects name `order` (a payment, or an event keyed
@@ -153,6 +196,7 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn begin(&self) -> Result<Self::Tx, StoreError> {
         self.begun.fetch_add(1, Ordering::Relaxed);
+        self.gate.pass().await;
         trip(&self.plan, FaultPoint::Begin)?;
         Ok(FaultyTx { inner: self.inner.begin().await?, plan: self.plan.clone(), refused: self.refused.clone() })
     }
