@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use payment_core::domain::{IdempotencyKey, RequestId, UserId};
+use payment_core::domain::{IdError, IdempotencyKey, RequestId, UserId};
 use payment_core::ports::Store;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -77,11 +77,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = crate::identity::single(parts, "idempotency-key")
-            .map_err(|()| ApiError::InvalidIdempotencyKey("sent more than once".into()))?;
-        let Some(value) = value else { return Ok(Self(None)) };
-        let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey("not visible ASCII".into()))?;
-        IdempotencyKey::new(text).map(|key| Self(Some(key))).map_err(|e| ApiError::InvalidIdempotencyKey(e.to_string()))
+        optional_id(parts, "idempotency-key", |text| IdempotencyKey::new(text), ApiError::InvalidIdempotencyKey)
+            .map(Self)
     }
 }
 
@@ -97,6 +94,20 @@ impl IntoParams for IdempotencyHeader {
     }
 }
 
+/// An optional header holding an id: absent is `None`; repeated, not visible ASCII, or refused by
+/// `parse` is `invalid` with the reason.
+fn optional_id<T>(
+    parts: &Parts,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, IdError>,
+    invalid: fn(String) -> ApiError,
+) -> Result<Option<T>, ApiError> {
+    let value = crate::identity::single(parts, name).map_err(|()| invalid("sent more than once".into()))?;
+    let Some(value) = value else { return Ok(None) };
+    let text = value.to_str().map_err(|_| invalid("not visible ASCII".into()))?;
+    parse(text).map(Some).map_err(|e| invalid(e.to_string()))
+}
+
 /// What [`RequestIdHeader`] accepts: 1..=128 printable ASCII characters, no spaces.
 pub const REQUEST_ID_PATTERN: &str = "^[!-~]{1,128}$";
 
@@ -110,11 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestIdHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = crate::identity::single(parts, "x-request-id")
-            .map_err(|()| ApiError::InvalidRequestId("sent more than once".into()))?;
-        let Some(value) = value else { return Ok(Self(None)) };
-        let text = value.to_str().map_err(|_| ApiError::InvalidRequestId("not visible ASCII".into()))?;
-        RequestId::new(text).map(|id| Self(Some(id))).map_err(|e| ApiError::InvalidRequestId(e.to_string()))
+        optional_id(parts, "x-request-id", |text| RequestId::new(text), ApiError::InvalidRequestId).map(Self)
     }
 }
 
