@@ -142,12 +142,14 @@ impl ClientContext for PayOrderContext {
 
 impl ConsumerContext for PayOrderContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        tracing::info!(?rebalance, "partitions rebalancing; offsets are only ever stored after a batch commits");
+        let (change, partitions) = describe(rebalance);
+        tracing::info!(change, %partitions, "partitions rebalancing; offsets are only ever stored after a batch commits");
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.health.rebalanced();
-        tracing::info!(?rebalance, "partitions rebalanced");
+        let (change, partitions) = describe(rebalance);
+        tracing::info!(change, %partitions, "partitions rebalanced");
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -162,9 +164,48 @@ impl ConsumerContext for PayOrderContext {
     }
 }
 
+/// A rebalance for a log line: `assign`, `revoke` or `error`, and its partitions per topic
+/// (`pay.order[0,1,2,3] refund.order[0,1]`) rather than the list's `Debug` (a line per partition
+/// of offsets and metadata nobody set).
+fn describe(rebalance: &Rebalance<'_>) -> (&'static str, String) {
+    let (change, list) = match rebalance {
+        Rebalance::Assign(list) => ("assign", *list),
+        Rebalance::Revoke(list) => ("revoke", *list),
+        Rebalance::Error(error) => return ("error", error.to_string()),
+    };
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for element in list.elements() {
+        topics.entry(element.topic().to_string()).or_default().push(element.partition());
+    }
+    let partitions = topics
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let numbers: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            format!("{topic}[{}]", numbers.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    (change, partitions)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebalance_is_logged_as_its_partitions_per_topic() {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in [("refund.order", 1), ("pay.order", 2), ("pay.order", 0), ("refund.order", 0)] {
+            list.add_partition(topic, partition);
+        }
+        assert_eq!(describe(&Rebalance::Assign(&list)), ("assign", "pay.order[2,0] refund.order[1,0]".to_string()));
+        assert_eq!(describe(&Rebalance::Revoke(&TopicPartitionList::new())), ("revoke", String::new()));
     }
 }
