@@ -135,7 +135,7 @@ fn tree(spans: &[SpanData], trace: TraceId, shop_span: SpanId, batch: &SpanData,
     let ms = |s: &SpanData| s.end_time.duration_since(s.start_time).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
     let _ = writeln!(out, "trace {trace}");
     let _ = writeln!(out, "└─ (shop) span {shop_span}: the pay.order record's traceparent");
-    fn children<'a>(spans: &'a [SpanData], trace: TraceId, parent: SpanId) -> Vec<&'a SpanData> {
+    fn children(spans: &[SpanData], trace: TraceId, parent: SpanId) -> Vec<&SpanData> {
         let mut found: Vec<_> =
             spans.iter().filter(|s| s.span_context.trace_id() == trace && s.parent_span_id == parent).collect();
         found.sort_by_key(|s| s.start_time);
@@ -172,8 +172,7 @@ fn tree(spans: &[SpanData], trace: TraceId, shop_span: SpanId, batch: &SpanData,
     walk(&mut out, spans, trace, shop_span, 1, &ms);
     let _ = writeln!(
         out,
-        "{} event on {}: traceparent {}",
-        "         └─",
+        "         └─ event on {}: traceparent {}",
         event.topic(),
         header(event, "traceparent").unwrap_or_default()
     );
