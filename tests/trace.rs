@@ -190,8 +190,10 @@ fn outcome_events_continue_the_command_trace_end_to_end() {
             assert!(Instant::now() < deadline, "no OTLP export of the traces:\n{}", service.log_tail());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // The request's log lines carry its trace id.
-        assert!(service.log_count(&format!(r#""trace_id":"{HTTP_TRACE}""#)) > 0, "{}", service.log_tail());
+        // The request's log lines carry its trace id, and the id of its own span.
+        let lines = service.log_lines(&format!(r#""trace_id":"{HTTP_TRACE}""#));
+        assert!(!lines.is_empty(), "{}", service.log_tail());
+        assert!(lines.iter().all(|line| line.contains(r#""span_id":""#)), "{lines:#?}");
         assert_eq!(service.log_count("panicked"), 0, "{}", service.log_tail());
     });
 }

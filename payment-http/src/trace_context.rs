@@ -2,7 +2,8 @@
 //! `tracestate`) header makes the request's span the child of the caller's span, so a shop's
 //! trace runs through its calls to this API. A malformed header is ignored (logged at debug), as
 //! for Kafka commands. The span's `trace_id` field names the trace, so every log line of the
-//! request (JSON logs print the current span's fields) can be found from the caller's trace.
+//! request (JSON logs print the current span's fields) can be found from the caller's trace;
+//! `span_id` names the request's own span when an OpenTelemetry layer is installed.
 
 use axum::http::Request;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -26,6 +27,7 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         uri = %request.uri(),
         request_id = %id,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     if let Some(trace) = of_request(request) {
         // Without an OpenTelemetry layer there is no parent to set; the field still names the trace.
@@ -35,6 +37,7 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let own = span.context().span().span_context().clone();
     if own.is_valid() {
         span.record("trace_id", own.trace_id().to_string());
+        span.record("span_id", own.span_id().to_string());
     } else if let Some(trace) = of_request(request) {
         span.record("trace_id", trace.trace_id_hex());
     }

@@ -64,17 +64,27 @@ pub fn parent_context(trace: &TraceContext) -> Context {
     Context::new().with_remote_span_context(remote_span_context(trace))
 }
 
-/// Makes `span` a child of `trace` and records its ids in the span's `trace_id` field (which the
-/// JSON log lines inside the span then carry). Call before the span is first entered.
+/// Makes `span` a child of `trace` and records its ids in the span's `trace_id` and `span_id`
+/// fields (which the JSON log lines inside the span then carry). Call before the span is first
+/// entered.
 pub(crate) fn continue_in(span: &tracing::Span, trace: &TraceContext) {
     // Without an OpenTelemetry layer there is nothing to parent; the field still names the trace.
     let _ = span.set_parent(parent_context(trace));
     span.record("trace_id", trace.trace_id_hex());
+    record_span_id(span);
+}
+
+/// Records the span's own OpenTelemetry id in its `span_id` field, when a layer gave it one.
+fn record_span_id(span: &tracing::Span) {
+    let own = span.context().span().span_context().clone();
+    if own.is_valid() {
+        span.record("span_id", own.span_id().to_string());
+    }
 }
 
 /// Links the batch span to the context of each command it applies, and records the batch's own
-/// trace id (a new trace: the batch belongs to none of its commands' traces) in its `trace_id`
-/// field when an OpenTelemetry layer gave it one.
+/// ids (a new trace: the batch belongs to none of its commands' traces) in its `trace_id` and
+/// `span_id` fields when an OpenTelemetry layer gave it some.
 pub(crate) fn link_commands(batch_span: &tracing::Span, messages: &[Inbound]) {
     for trace in messages.iter().filter_map(|message| message.trace.as_ref()) {
         batch_span.add_link(remote_span_context(trace));
@@ -82,6 +92,7 @@ pub(crate) fn link_commands(batch_span: &tracing::Span, messages: &[Inbound]) {
     let own = batch_span.context().span().span_context().clone();
     if own.is_valid() {
         batch_span.record("trace_id", own.trace_id().to_string());
+        batch_span.record("span_id", own.span_id().to_string());
     }
 }
 

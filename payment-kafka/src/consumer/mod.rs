@@ -153,7 +153,8 @@ impl<S: Store> PayOrderConsumer<S> {
             "pay_order_batch",
             messages = batch.messages.len(),
             ?identities,
-            trace_id = tracing::field::Empty
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty
         );
         crate::trace_context::link_commands(&span, &batch.messages);
         let started_at = std::time::SystemTime::now();
