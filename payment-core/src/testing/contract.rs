@@ -1198,13 +1198,15 @@ pub async fn trace_context_is_stored_with_the_inbox_claim_and_the_outbox_row<F: 
         traced(raw("m-4", "{"), &parent(4), None),
     ];
     payments.pay_orders(&batch).await.unwrap();
-    // A re-send of a paid order: the re-published event continues the re-send's trace.
+    // A re-send of a paid order: the re-published event continues the re-send's trace; a refund
+    // of it continues its own.
     let resend = traced(pay("m-5", "o-1", "u1", "4"), &parent(5), None);
-    payments.pay_orders(std::slice::from_ref(&resend)).await.unwrap();
+    let refunded = traced(refund("m-6", "r-1", "o-1", "u1", Some("1")), &parent(6), Some("shop=2"));
+    payments.pay_orders(&[resend.clone(), refunded.clone()]).await.unwrap();
     let snapshot = checked(&store).await;
     let expected_inbox: BTreeMap<_, _> = batch
         .iter()
-        .chain([&resend])
+        .chain([&resend, &refunded])
         .filter_map(|message| Some((message.identity.clone(), message.trace.clone()?)))
         .collect();
     assert_eq!(snapshot.inbox_traces, expected_inbox);
@@ -1212,7 +1214,7 @@ pub async fn trace_context_is_stored_with_the_inbox_claim_and_the_outbox_row<F: 
     assert_eq!(snapshot.inbox_traces[&batch[0].identity].tracestate(), Some("shop=1,vendor=x"));
     let expected_rows: Vec<_> = batch
         .iter()
-        .chain([&resend])
+        .chain([&resend, &refunded])
         .map(|message| message.trace.as_ref().map(|trace| trace.apply_span(&message.identity)))
         .collect();
     let kinds: Vec<_> = snapshot.outbox.iter().map(|event| event.kind).collect();
@@ -1223,7 +1225,8 @@ pub async fn trace_context_is_stored_with_the_inbox_claim_and_the_outbox_row<F: 
             EventKind::OrderPaymentFailed,
             EventKind::OrderPaid,
             EventKind::DeadLetter,
-            EventKind::OrderPaid
+            EventKind::OrderPaid,
+            EventKind::OrderRefunded
         ]
     );
     let stored: Vec<_> = snapshot.outbox.iter().map(|event| event.trace.clone()).collect();
