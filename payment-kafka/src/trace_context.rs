@@ -16,6 +16,7 @@ use opentelemetry::trace::{
     Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
 };
 use opentelemetry::{Context, KeyValue};
+use payment_core::decide::Outcome;
 use payment_core::domain::{Inbound, TraceContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -99,13 +100,22 @@ pub(crate) fn link_commands(batch_span: &tracing::Span, messages: &[Inbound]) {
 /// Records, for each traced command of a committed batch, its "apply command" span: the child of
 /// the shop's span, with the id its outcome event names as parent, from `started` to now, linked
 /// to the batch span. Emitted through the global tracer: a `tracing` span cannot be given the id
-/// the decision already chose.
-pub(crate) fn record_apply_spans(batch_span: &tracing::Span, messages: &[Inbound], started: SystemTime) {
+/// the decision already chose. A redelivery applied nothing and gets no span: its id would be
+/// that of the first delivery's span, recorded when that one was applied.
+pub(crate) fn record_apply_spans(
+    batch_span: &tracing::Span,
+    messages: &[Inbound],
+    outcomes: &[Outcome],
+    started: SystemTime,
+) {
     let tracer = opentelemetry::global::tracer("payment-kafka");
     let batch = batch_span.context().span().span_context().clone();
     let ended = SystemTime::now();
-    for message in messages {
+    for (message, outcome) in messages.iter().zip(outcomes) {
         let Some(trace) = &message.trace else { continue };
+        if matches!(outcome, Outcome::Redelivered) {
+            continue;
+        }
         let applied = trace.apply_span(&message.identity);
         let mut builder = tracer
             .span_builder(APPLY_COMMAND_SPAN)

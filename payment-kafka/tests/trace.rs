@@ -76,8 +76,12 @@ fn events_continue_the_command_trace_and_spans_link_up() {
         send(pay("m-failed", "o-failed", "u1", "100"), Some(format!("00-{FAILED_TRACE}-b7ad6b7169203331-01"))).await;
         // A malformed traceparent is ignored: the payment still happens, its event has no trace.
         send(pay("m-malformed", "o-malformed", "u1", "1"), Some(format!("00-{SHOP_TRACE}-zz-01"))).await;
-        until(&store, "two payments and a failure", |s| s.payments.len() == 2 && s.outbox.len() == 3).await;
-        let events = broker.published(|seen| seen.len() >= 3).await;
+        // A redelivery of the first (same identity, same headers) applies nothing and records no
+        // second "apply command" span; the last command, behind it on the partition, shows it was read.
+        send(pay("m-paid", "o-paid", "u1", "4"), Some(format!("00-{SHOP_TRACE}-{SHOP_SPAN}-01"))).await;
+        send(pay("m-last", "o-last", "u1", "1"), None).await;
+        until(&store, "three payments and a failure", |s| s.payments.len() == 3 && s.outbox.len() == 4).await;
+        let events = broker.published(|seen| seen.len() >= 4).await;
         let by_order: BTreeMap<String, &OwnedMessage> =
             events.iter().map(|e| (json(e)["order_id"].as_str().unwrap_or_default().to_string(), e)).collect();
 
@@ -103,22 +107,30 @@ fn events_continue_the_command_trace_and_spans_link_up() {
         let named = |name: &str, trace: TraceId| -> Vec<&SpanData> {
             spans.iter().filter(|s| s.name == name && s.span_context.trace_id() == trace).collect()
         };
-        let [apply] = named("apply command", shop_trace)[..] else { panic!("one apply span in {spans:#?}") };
+        let [apply] = named("apply command", shop_trace)[..] else {
+            panic!("one apply span, the redelivery's none, in {spans:#?}")
+        };
         assert_eq!(apply.parent_span_id, shop_span, "the apply span is the child of the shop's span");
         assert_eq!(apply.span_context.span_id(), apply_span, "and the parent the event names");
         let [publish] = named("publish", shop_trace)[..] else { panic!("one publish span in {spans:#?}") };
         assert_eq!(publish.parent_span_id, apply_span, "publishing is a child of applying");
+        // The batch that applied the command: the apply span links to it, it links to the shop's span.
         let batch = spans
             .iter()
             .find(|s| {
-                s.name == "pay_order_batch" && s.links.links.iter().any(|l| l.span_context.span_id() == shop_span)
+                s.name == "pay_order_batch"
+                    && apply.links.links.iter().any(|l| l.span_context.span_id() == s.span_context.span_id())
             })
-            .unwrap_or_else(|| panic!("no batch span links to the shop's span: {spans:#?}"));
-        assert_ne!(batch.span_context.trace_id(), shop_trace, "a batch is a trace of its own, linked to its commands");
+            .unwrap_or_else(|| panic!("the apply span links to no batch span: {spans:#?}"));
         assert!(
-            apply.links.links.iter().any(|l| l.span_context.span_id() == batch.span_context.span_id()),
-            "the apply span links back to its batch"
+            batch
+                .links
+                .links
+                .iter()
+                .any(|l| (l.span_context.trace_id(), l.span_context.span_id()) == (shop_trace, shop_span)),
+            "the batch span links to the command's context"
         );
+        assert_ne!(batch.span_context.trace_id(), shop_trace, "a batch is a trace of its own, linked to its commands");
         let [unit] = named("pay_orders", batch.span_context.trace_id())[..] else { panic!("{spans:#?}") };
         assert_eq!(unit.parent_span_id, batch.span_context.span_id(), "the unit of work runs in the batch span");
         for step in ["write", "commit"] {

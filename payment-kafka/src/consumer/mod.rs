@@ -167,7 +167,7 @@ impl<S: Store> PayOrderConsumer<S> {
             match self.payments.pay_orders_isolating(&batch.messages).instrument(span.clone()).await {
                 Ok(outcomes) => {
                     record(&outcomes, started);
-                    crate::trace_context::record_apply_spans(&span, &batch.messages, started_at);
+                    crate::trace_context::record_apply_spans(&span, &batch.messages, &outcomes, started_at);
                     return true;
                 }
                 Err(error) => {
