@@ -50,6 +50,7 @@ pub mod process;
 mod retention;
 mod secrets;
 mod settings;
+pub mod telemetry;
 
 pub use compose::{PaymentService, Running};
 pub use error::ServiceError;

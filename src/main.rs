@@ -1,4 +1,4 @@
-//! The payment service binary: logs, the process-wide metrics recorder and the signals, around
+//! The payment service binary: logs, trace export, the process-wide metrics recorder and the signals, around
 //! [`payment_service::process::run`]. `cargo run` runs it with no configuration on an in-memory
 //! store and an embedded Kafka-protocol broker; `--help` lists every setting. A subcommand
 //! (`reconcile`) runs instead of the service.
@@ -9,13 +9,24 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use payment_service::telemetry::TraceExport;
 use payment_service::{commands, process, LogFormat, Settings};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let settings = Settings::parse();
-    init_logs(settings.log_format);
+    let export = init_logs(settings.log_format);
+    let status = run(settings).await;
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    status
+}
+
+async fn run(settings: Settings) -> std::process::ExitCode {
     if let Some(command) = settings.command.clone() {
         // One sentence on stderr and a failure status: an operator's shell, not a log shipper.
         return match commands::run(command, &settings).await {
@@ -61,16 +72,22 @@ fn recorder() -> Result<PrometheusBuilder, BuildError> {
 /// filtered by `RUST_LOG` (default `info`), coloured only on a terminal: journald, `docker logs`
 /// and log shippers get no escape codes. librdkafka's lines come through `tracing` too: the
 /// service's clients log through their contexts, and rdkafka's default context logs through the
-/// `log` crate, which the subscriber's `tracing-log` bridge forwards.
-fn init_logs(format: LogFormat) {
+/// `log` crate, which the subscriber's `tracing-log` bridge forwards. Spans go to OpenTelemetry
+/// when the `OTEL_*` variables ask for it ([`TraceExport`]), whose pipeline is returned to be
+/// flushed at exit.
+fn init_logs(format: LogFormat) -> Option<TraceExport> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
         // One object a line: timestamp, level, target, and the message with the event's fields at
-        // the top level, plus the current span's fields.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
-    }
+        // the top level, plus the current span's fields — `trace_id` among them inside a traced
+        // span (a command's publication, an HTTP request, a batch).
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed(),
+    };
+    let (export, spans) = TraceExport::from_env().unzip();
+    tracing_subscriber::registry().with(filter).with(lines).with(spans).init();
+    export
 }
 
 /// SIGINT or SIGTERM.

@@ -62,6 +62,7 @@ mod operations;
 pub mod problem;
 pub mod readiness;
 mod telemetry;
+pub mod trace_context;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -182,16 +183,14 @@ pub fn router<S: Store>(state: ApiState<S>, limits: Limits) -> Router {
     with_request_tracing(with_problem_fallbacks(routes))
 }
 
-/// `router` traced: one `http` span per request, with an `x-request-id` taken from the request
-/// or made up, and echoed in the response. Apply it last, around everything the host serves.
+/// `router` traced: one `http` span per request, the child of the caller's `traceparent` when it
+/// sends one ([`trace_context`]), with an `x-request-id` taken from the request or made up, and
+/// echoed in the response. Apply it last, around everything the host serves.
 pub fn with_request_tracing(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("http", method = %request.method(), uri = %request.uri(), request_id = %id)
-            }))
+            .layer(TraceLayer::new_for_http().make_span_with(trace_context::request_span))
             .layer(PropagateRequestIdLayer::x_request_id()),
     )
 }

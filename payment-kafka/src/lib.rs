@@ -69,6 +69,7 @@ mod publisher;
 mod retention;
 pub mod telemetry;
 mod topics;
+pub mod trace_context;
 
 pub use config::{is_sensitive_property, ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
 pub use consumer::{ConsumerHealth, PayOrderConsumer, StuckPartition};

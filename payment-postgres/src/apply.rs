@@ -31,10 +31,10 @@ payments AS (
     RETURNING 1
 ),
 outbox AS (
-    INSERT INTO outbox (topic, key, payload, headers)
-    SELECT topic, key, payload, headers::JSONB
-    FROM UNNEST($17::TEXT[], $18::TEXT[], $19::BYTEA[], $20::TEXT[])
-        WITH ORDINALITY AS o(topic, key, payload, headers, n)
+    INSERT INTO outbox (topic, key, payload, headers, traceparent, tracestate)
+    SELECT topic, key, payload, headers::JSONB, traceparent, tracestate
+    FROM UNNEST($17::TEXT[], $18::TEXT[], $19::BYTEA[], $20::TEXT[], $48::TEXT[], $49::TEXT[])
+        WITH ORDINALITY AS o(topic, key, payload, headers, traceparent, tracestate, n)
     ORDER BY n
     RETURNING 1
 ),
@@ -136,6 +136,8 @@ pub(crate) async fn apply(conn: &mut PgConnection, effects: &Effects) -> Result<
         .bind(column!(r, |x| x.refunded_at))
         .bind(column!(l, |e| e.refund_id.as_ref().map(ToString::to_string)))
         .bind(causes(effects))
+        .bind(column!(o, |e| e.trace.as_ref().map(|t| t.traceparent())))
+        .bind(column!(o, |e| e.trace.as_ref().and_then(|t| t.tracestate().map(str::to_owned))))
         .fetch_one(conn)
         .await
         .map_err(store_error)?;

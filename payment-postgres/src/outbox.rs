@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use payment_core::domain::{EventKind, OutboxEvent};
+use payment_core::domain::{EventKind, OutboxEvent, TraceContext};
 use payment_core::ports::{Leadership, Outbox, OutboxRecord, ParkedRecord, StoreError, Wakeups, MAX_OUTBOX_BATCH_ROWS};
 use sqlx::postgres::PgListener;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgExecutor};
@@ -38,6 +38,8 @@ struct OutboxRow {
     payload: Vec<u8>,
     headers: sqlx::types::Json<Vec<(String, String)>>,
     created_at: DateTime<Utc>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -66,7 +68,10 @@ impl TryFrom<OutboxRow> for OutboxRecord {
     type Error = StoreError;
     fn try_from(row: OutboxRow) -> Result<Self, StoreError> {
         let kind = EventKind::parse(&row.topic).ok_or_else(|| corrupt("outbox topic", &row.topic))?;
-        let event = OutboxEvent { kind, key: row.key, payload: row.payload, headers: row.headers.0 };
+        // A stored context that no longer parses (written by hand, say) costs the event its
+        // trace, not its publication.
+        let trace = TraceContext::from_headers(row.traceparent.as_deref(), row.tracestate.as_deref());
+        let event = OutboxEvent { kind, key: row.key, payload: row.payload, headers: row.headers.0, trace };
         Ok(OutboxRecord { id: row.id, event, created_at: row.created_at })
     }
 }
@@ -130,11 +135,12 @@ impl PgStore {
 
 /// [`PgStore::all_outbox_rows`] on any connection (a snapshot reads it in its own transaction).
 pub(crate) async fn all_outbox_rows<'e>(on: impl PgExecutor<'e>) -> Result<Vec<OutboxEvent>, StoreError> {
-    let rows =
-        sqlx::query_as::<_, OutboxRow>("SELECT id, topic, key, payload, headers, created_at FROM outbox ORDER BY id")
-            .fetch_all(on)
-            .await
-            .map_err(store_error)?;
+    let rows = sqlx::query_as::<_, OutboxRow>(
+        "SELECT id, topic, key, payload, headers, created_at, traceparent, tracestate FROM outbox ORDER BY id",
+    )
+    .fetch_all(on)
+    .await
+    .map_err(store_error)?;
     rows.into_iter().map(|row| OutboxRecord::try_from(row).map(|r| r.event)).collect()
 }
 
@@ -158,7 +164,7 @@ impl Outbox for PgStore {
 
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let rows = sqlx::query_as::<_, OutboxRow>(
-            "SELECT id, topic, key, payload, headers, created_at FROM outbox
+            "SELECT id, topic, key, payload, headers, created_at, traceparent, tracestate FROM outbox
              WHERE published_at IS NULL AND publish_failed_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit.min(MAX_OUTBOX_BATCH_ROWS)))
@@ -209,7 +215,7 @@ impl Outbox for PgStore {
 
     async fn parked_rows(&self, limit: u32) -> Result<Vec<ParkedRecord>, StoreError> {
         let rows = sqlx::query_as::<_, ParkedRow>(
-            "SELECT id, topic, key, payload, headers, created_at, publish_failed_at, publish_error FROM outbox
+            "SELECT id, topic, key, payload, headers, created_at, traceparent, tracestate, publish_failed_at, publish_error FROM outbox
              WHERE publish_failed_at IS NOT NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit.min(MAX_OUTBOX_BATCH_ROWS)))

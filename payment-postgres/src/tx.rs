@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use payment_core::decide::Effects;
 use payment_core::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, InboxClaim, MessageId, OrderId, Payment, Refund, RefundId, UserId,
 };
 use payment_core::ports::{StoreError, UnitOfWork};
 use sqlx::{Postgres, Transaction};
@@ -44,18 +44,26 @@ fn texts<T: ToString>(items: &[T]) -> Vec<String> {
 
 #[async_trait]
 impl UnitOfWork for PgTx {
-    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+    async fn claim_messages(&mut self, claims: &[InboxClaim]) -> Result<HashSet<MessageId>, StoreError> {
         // Sorted, so two batches sharing identities wait for each other instead of deadlocking.
-        let mut ids = texts(ids);
-        ids.sort();
+        let mut claims: Vec<&InboxClaim> = claims.iter().collect();
+        claims.sort_by(|a, b| a.identity.cmp(&b.identity));
+        let ids: Vec<String> = claims.iter().map(|c| c.identity.to_string()).collect();
+        let traceparents: Vec<Option<String>> =
+            claims.iter().map(|c| c.trace.as_ref().map(|t| t.traceparent())).collect();
+        let tracestates: Vec<Option<String>> =
+            claims.iter().map(|c| c.trace.as_ref().and_then(|t| t.tracestate().map(str::to_owned))).collect();
         self.count();
         let claimed: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO inbox (message_id)
-             SELECT id FROM UNNEST($1::TEXT[]) AS t(id) ORDER BY id
+            "INSERT INTO inbox (message_id, traceparent, tracestate)
+             SELECT id, traceparent, tracestate
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS t(id, traceparent, tracestate) ORDER BY id
              ON CONFLICT (message_id) DO NOTHING
              RETURNING message_id",
         )
         .bind(&ids)
+        .bind(&traceparents)
+        .bind(&tracestates)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(store_error)?;

@@ -125,7 +125,13 @@ impl Service {
 
     /// Lines of the whole log (every start) containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
+        self.log_lines(needle).len()
+    }
+
+    /// The lines of the whole log (every start) containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
     }
 }
 

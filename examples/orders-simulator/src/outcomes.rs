@@ -38,6 +38,8 @@ pub struct OutcomeEvent {
     pub key: Option<String>,
     /// The `event-id` header, if any.
     pub event_id_header: Option<String>,
+    /// The trace id of the `traceparent` header, if any.
+    pub trace_id: Option<String>,
     /// The payload as JSON; `Value::Null` when it is not JSON.
     pub body: Value,
     pub received_at: Instant,
@@ -161,8 +163,12 @@ fn poll_loop(
                         .and_then(|header| header.value)
                         .map(|value| String::from_utf8_lossy(value).into_owned())
                 });
+                let trace_id = record.headers().and_then(|headers| {
+                    let value = headers.iter().find(|header| header.key == "traceparent")?.value?;
+                    String::from_utf8_lossy(value).split('-').nth(1).map(str::to_string)
+                });
                 let body = record.payload().and_then(|bytes| serde_json::from_slice(bytes).ok()).unwrap_or(Value::Null);
-                let event = OutcomeEvent { kind, key, event_id_header, body, received_at: Instant::now() };
+                let event = OutcomeEvent { kind, key, event_id_header, trace_id, body, received_at: Instant::now() };
                 if sender.send(event).is_err() {
                     return;
                 }

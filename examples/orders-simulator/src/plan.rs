@@ -97,6 +97,24 @@ impl Order {
     pub fn key(&self) -> String {
         id_text(&self.order_id).unwrap_or_default()
     }
+
+    /// The W3C trace id every command of this order is sent in (32 hex digits, never all zero):
+    /// a function of the order id, so each outcome event of the order — a re-publication for a
+    /// re-send included — must carry it in its `traceparent`.
+    pub fn trace_id(&self) -> String {
+        // FNV-1a of the key, spread by SplitMix64's finaliser into two unrelated halves: stable
+        // across runs and processes, and orders with similar ids get dissimilar traces.
+        let fnv = self
+            .key()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        format!("{:016x}{:016x}", mix(fnv), mix(fnv.wrapping_add(0x9e37_79b9_7f4a_7c15)) | 1)
+    }
 }
 
 /// Why a message is in the stream.

@@ -1,10 +1,12 @@
-//! Producing the `pay.order` messages of a workload, keyed by order id, at the plan's rate or
-//! flat out, and remembering when each order was first sent.
+//! Producing the `pay.order` messages of a workload, keyed by order id, each with a `traceparent`
+//! in its order's trace, at the plan's rate or flat out, and remembering when each order was first
+//! sent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -41,8 +43,15 @@ pub(crate) async fn produce(
             let due = started + Duration::from_secs_f64(index as f64 / f64::from(rate));
             tokio::time::sleep_until(due).await;
         }
-        let key = workload.orders[message.order].key();
-        let record = FutureRecord::to(&target.topics.pay_order).key(key.as_str()).payload(message.payload.as_slice());
+        let order = &workload.orders[message.order];
+        let key = order.key();
+        // Each message a span of the order's trace; the outcome event must continue that trace.
+        let traceparent = format!("00-{}-{:016x}-01", order.trace_id(), index as u64 + 1);
+        let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&traceparent) });
+        let record = FutureRecord::to(&target.topics.pay_order)
+            .key(key.as_str())
+            .payload(message.payload.as_slice())
+            .headers(headers);
         let delivery = enqueue(&producer, record)
             .await
             .map_err(|error| SimError::Produce { message_id: message.message_id.clone(), detail: error.to_string() })?;

@@ -262,6 +262,7 @@ mod tests {
             kind,
             key: Some(workload.orders[command.order].key()),
             event_id_header: Some(event_id.into()),
+            trace_id: None,
             body: json!({"refund_id": command.refund_id, "order_id": workload.orders[command.order].order_id,
                          "amount": amount.to_string(), "event_id": event_id, "reason": reason}),
             received_at: std::time::Instant::now(),

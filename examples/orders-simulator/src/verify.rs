@@ -43,7 +43,8 @@ struct Outcomes {
 /// Checks the contract: every order has exactly one kind of outcome; a paid order is paid once
 /// (one `event_id`, one `transaction_id` however often it is re-published); an `event_id`
 /// belongs to one order; events echo the command's ids in the same JSON type, its user and
-/// amount, under the order id as key and the `event-id` header; every deposit was credited once
+/// amount, under the order id as key and the `event-id` header, in the trace its commands were
+/// sent in (`traceparent`); every deposit was credited once
 /// (opening balance = deposit: the accounts are new); and every balance equals the opening
 /// balance less the paid orders' amounts.
 ///
@@ -103,6 +104,9 @@ pub fn verify_with_refunds(
         };
         if event.event_id_header.as_deref() != Some(event_id) {
             wrong(format!("event-id header {:?} differs from event_id {event_id}", event.event_id_header));
+        }
+        if event.trace_id.as_deref() != Some(order.trace_id().as_str()) {
+            wrong(format!("carries trace {:?}, not its commands' trace {}", event.trace_id, order.trace_id()));
         }
         match owner_of_event.get(event_id) {
             Some(&owner) if owner != index => {

@@ -64,7 +64,8 @@ fn failed(orders: &[Order], accounts: &Accounts, order: usize, event_id: &str) -
 
 fn event(kind: OutcomeKind, order: &Order, body: Value) -> OutcomeEvent {
     let event_id_header = body["event_id"].as_str().map(str::to_string);
-    OutcomeEvent { kind, key: Some(order.key()), event_id_header, body, received_at: Instant::now() }
+    let trace_id = Some(order.trace_id());
+    OutcomeEvent { kind, key: Some(order.key()), event_id_header, trace_id, body, received_at: Instant::now() }
 }
 
 /// o1 paid (delivered twice, re-published once for a re-send), o2 and o3 failed.
@@ -118,6 +119,21 @@ fn an_order_paid_twice_is_a_violation() {
     let verdict = verify(&orders, &accounts, &events, &CLEAN_BALANCES);
     assert_violation(&verdict, "order o1: paid under 2 event ids");
     assert_violation(&verdict, "order o1: paid in 2 transactions");
+}
+
+#[test]
+fn an_event_outside_its_orders_trace_is_a_violation() {
+    let (orders, accounts) = world(false);
+    let mut events = clean(&orders, &accounts);
+    events[0].trace_id = None;
+    events[1].trace_id = Some(orders[0].trace_id());
+    let verdict = verify(&orders, &accounts, &events, &CLEAN_BALANCES);
+    assert_violation(&verdict, "order o1: order.paid carries trace None");
+    assert_violation(
+        &verdict,
+        &format!("order o2: order.payment_failed carries trace Some(\"{}\")", orders[0].trace_id()),
+    );
+    assert_ne!(orders[0].trace_id(), orders[1].trace_id(), "each order a trace of its own");
 }
 
 #[test]

@@ -125,8 +125,10 @@ impl<S: Store> Payments<S> {
             refunds: refunds.into_iter().map(|r| (r.refund_id.clone(), r)).collect(),
         };
         let decision = decide_payments(state, batch, self.clock.now(), &mut uuid::Uuid::new_v4);
-        tx.apply(&decision.effects).await?;
-        tx.commit().await?;
+        tx.apply(&decision.effects)
+            .instrument(tracing::info_span!("write", outbox_rows = decision.effects.outbox.len()))
+            .await?;
+        tx.commit().instrument(tracing::info_span!("commit")).await?;
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         for outcome in &decision.outcomes {
             *counts.entry(outcome.name()).or_default() += 1;

@@ -16,15 +16,16 @@ use uuid::Uuid;
 use super::{BalanceUpdate, Effects};
 use crate::domain::{
     Account, Balance, Command, DeadLetter, DeadLetterReason, Echoed, EntryCause, EntryKind, FailureReason, Inbound,
-    LedgerEntry, MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund,
+    InboxClaim, LedgerEntry, MessageId, OrderId, OrderPaid, OrderPaymentFailed, OutboxEvent, PayOrder, Payment, Refund,
     RefundFailureReason, RefundId, UserId,
 };
 
 /// What a store must load for a batch: one call each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchKeys {
-    /// Distinct message identities, in batch order, to claim in the inbox.
-    pub messages: Vec<MessageId>,
+    /// Distinct message identities, in batch order, to claim in the inbox (with the trace
+    /// context of the first message of each identity).
+    pub messages: Vec<InboxClaim>,
     /// Distinct users with a valid command, sorted: accounts are locked in this order.
     pub users: Vec<UserId>,
     /// Distinct order ids, sorted, whose earlier payments (and refunds) are loaded.
@@ -44,7 +45,7 @@ impl BatchKeys {
         let mut refunds = Vec::new();
         for message in batch {
             if seen.insert(&message.identity) {
-                messages.push(message.identity.clone());
+                messages.push(InboxClaim { identity: message.identity.clone(), trace: message.trace.clone() });
             }
             match &message.command {
                 Command::Pay(order) => {
@@ -221,9 +222,9 @@ impl Decider<'_> {
             }
             Command::Pay(order) => match self.state.payments.get(&order.order_id) {
                 Some(paid) if paid.user_id == order.user_id && paid.amount == order.amount => {
-                    self.effects
-                        .outbox
-                        .push(OutboxEvent::paid(&OrderPaid::of(paid, order.id_types), &message.identity));
+                    self.effects.outbox.push(
+                        OutboxEvent::paid(&OrderPaid::of(paid, order.id_types), &message.identity).continuing(message),
+                    );
                     Outcome::AlreadyPaid { event_id: paid.event_id }
                 }
                 Some(paid) => {
@@ -284,7 +285,9 @@ impl Decider<'_> {
             created_at: self.now,
             cause: Some(EntryCause::Message(message.identity.clone())),
         });
-        self.effects.outbox.push(OutboxEvent::paid(&OrderPaid::of(&payment, order.id_types), &message.identity));
+        self.effects
+            .outbox
+            .push(OutboxEvent::paid(&OrderPaid::of(&payment, order.id_types), &message.identity).continuing(message));
         let outcome = Outcome::Paid { transaction_id: payment.transaction_id, event_id: payment.event_id };
         self.state.payments.insert(payment.order_id.clone(), payment.clone());
         self.effects.payments.push(payment);
@@ -314,7 +317,7 @@ impl Decider<'_> {
             reason,
             failed_at: self.now,
         };
-        self.effects.outbox.push(OutboxEvent::failed(&event, &message.identity));
+        self.effects.outbox.push(OutboxEvent::failed(&event, &message.identity).continuing(message));
         Outcome::Failed { reason, event_id: event.event_id }
     }
 
@@ -331,7 +334,7 @@ impl Decider<'_> {
             payload_original_bytes,
             created_at: self.now,
         };
-        self.effects.outbox.push(OutboxEvent::dead_letter(&letter));
+        self.effects.outbox.push(OutboxEvent::dead_letter(&letter).continuing(message));
         self.effects.dead_letters.push(letter);
         Outcome::DeadLettered { reason }
     }

@@ -22,7 +22,7 @@ impl Decider<'_> {
         if let Some(done) = self.state.refunds.get(&command.refund_id) {
             if done.is_asked_by(command) {
                 let event = OrderRefunded::of(done, command.id_types);
-                self.effects.outbox.push(OutboxEvent::refunded(&event, &message.identity));
+                self.effects.outbox.push(OutboxEvent::refunded(&event, &message.identity).continuing(message));
                 return Outcome::AlreadyRefunded { event_id: done.event_id };
             }
             let asked = command.amount.map_or_else(|| "what is left".to_string(), |amount| amount.to_string());
@@ -85,7 +85,7 @@ impl Decider<'_> {
             cause: Some(EntryCause::Refund(refund.refund_id.clone())),
         });
         let event = OrderRefunded::of(&refund, command.id_types);
-        self.effects.outbox.push(OutboxEvent::refunded(&event, &message.identity));
+        self.effects.outbox.push(OutboxEvent::refunded(&event, &message.identity).continuing(message));
         *self.refunded.entry(refund.order_id.clone()).or_default() += amount.value();
         let outcome = Outcome::Refunded { transaction_id: refund.transaction_id, event_id: refund.event_id };
         self.state.refunds.insert(refund.refund_id.clone(), refund.clone());
@@ -124,7 +124,7 @@ impl Decider<'_> {
             reason,
             failed_at: self.now,
         };
-        self.effects.outbox.push(OutboxEvent::refund_failed(&event, &message.identity));
+        self.effects.outbox.push(OutboxEvent::refund_failed(&event, &message.identity).continuing(message));
         Outcome::RefundFailed { reason, event_id: event.event_id }
     }
 }

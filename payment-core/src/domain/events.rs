@@ -5,8 +5,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    Amount, DeadLetter, Echoed, FailureReason, IdTypes, MessageId, OrderId, OrderRefundFailed, OrderRefunded, Payment,
-    UserId,
+    Amount, DeadLetter, Echoed, FailureReason, IdTypes, Inbound, MessageId, OrderId, OrderRefundFailed, OrderRefunded,
+    Payment, TraceContext, UserId,
 };
 
 /// `order.paid`.
@@ -123,6 +123,9 @@ pub struct OutboxEvent {
     pub payload: Vec<u8>,
     /// The record headers, in order.
     pub headers: Vec<(String, String)>,
+    /// The trace the record continues: for an outcome event, the span of applying its command
+    /// (see [`TraceContext::apply_span`]); the publisher sends it as `traceparent`/`tracestate`.
+    pub trace: Option<TraceContext>,
 }
 
 impl OutboxEvent {
@@ -165,6 +168,7 @@ impl OutboxEvent {
                 ("correlation-id".into(), correlation.to_string()),
                 ("content-type".into(), "application/json".into()),
             ],
+            trace: None,
         }
     }
 
@@ -187,7 +191,14 @@ impl OutboxEvent {
             headers.push(("payload-truncated".into(), "true".into()));
             headers.push(("payload-original-bytes".into(), original_bytes.to_string()));
         }
-        Self { kind: EventKind::DeadLetter, key: None, payload: letter.payload.clone(), headers }
+        Self { kind: EventKind::DeadLetter, key: None, payload: letter.payload.clone(), headers, trace: None }
+    }
+
+    /// The same row continuing the trace of the command `message` (none when it came without
+    /// one): the span of applying it, whose id the consumer records and the event's parent names.
+    pub fn continuing(self, message: &Inbound) -> Self {
+        let trace = message.trace.as_ref().map(|trace| trace.apply_span(&message.identity));
+        Self { trace, ..self }
     }
 
     /// The value of the first header called `name`.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::money::decimal_from_json;
 use super::{
     Amount, DeadLetterReason, Echoed, FailureReason, JsonIdType, MessageId, OrderId, Origin, RefundFailureReason,
-    RefundId, RefundOrder, UserId,
+    RefundId, RefundOrder, TraceContext, UserId,
 };
 
 /// Largest `pay.order` payload decoded; larger ones are dead-lettered as malformed.
@@ -100,9 +100,26 @@ pub struct Inbound {
     pub payload: Vec<u8>,
     /// What the message asks for.
     pub command: Command,
+    /// The W3C trace context the message came with (its `traceparent`/`tracestate` headers),
+    /// stored with its inbox claim; its outcome event continues that trace.
+    pub trace: Option<TraceContext>,
+}
+
+/// A message identity to claim in the inbox, with the trace context stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxClaim {
+    /// The inbox identity.
+    pub identity: MessageId,
+    /// The context the message came with, if any.
+    pub trace: Option<TraceContext>,
 }
 
 impl Inbound {
+    /// The same message with the trace context its headers carried.
+    pub fn with_trace(self, trace: Option<TraceContext>) -> Self {
+        Self { trace, ..self }
+    }
+
     /// A command built in process (not read from a broker), e.g. by an embedding service.
     pub fn pay(identity: MessageId, order: PayOrder) -> Self {
         let payload = serde_json::to_vec(&serde_json::json!({
@@ -112,7 +129,7 @@ impl Inbound {
             "amount": order.amount,
         }))
         .unwrap_or_default();
-        Self { identity, origin: None, payload, command: Command::Pay(order) }
+        Self { identity, origin: None, payload, command: Command::Pay(order), trace: None }
     }
 
     /// [`Inbound::decode_record`] for a record whose create time is not known.
@@ -149,7 +166,7 @@ impl Inbound {
             Ok(fields) => command_of(&fields),
             Err(detail) => Command::Undecodable { reason: DeadLetterReason::MalformedJson, detail },
         };
-        Self { identity, origin: Some(origin), payload: payload.to_vec(), command }
+        Self { identity, origin: Some(origin), payload: payload.to_vec(), command, trace: None }
     }
 }
 

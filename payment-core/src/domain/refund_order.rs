@@ -68,7 +68,7 @@ impl Inbound {
             body["reason"] = serde_json::json!(reason);
         }
         let payload = serde_json::to_vec(&body).unwrap_or_default();
-        Self { identity, origin: None, payload, command: Command::Refund(refund) }
+        Self { identity, origin: None, payload, command: Command::Refund(refund), trace: None }
     }
 
     /// Decodes a `refund.order` record, with the identity rules of [`Inbound::decode_record`].

@@ -146,7 +146,7 @@ impl Retention for MemoryStore {
         let outbox_before = cutoff(policy.published_outbox_max_age);
         let keys_before = cutoff(policy.idempotency_max_age);
         let sizes = (state.inbox.len(), state.outbox.len(), state.idempotency.len());
-        state.inbox.retain(|_, claimed_at| *claimed_at >= inbox_before);
+        state.inbox.retain(|_, row| row.claimed_at >= inbox_before);
         // Unpublished rows, parked ones included, have no `published_at` and are kept.
         state.outbox.retain(|row| row.published_at.is_none_or(|at| at >= outbox_before));
         state.idempotency.retain(|_, record| record.created_at >= keys_before);

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::decide::Effects;
 use crate::domain::{
     Account, DeadLetter, IdempotencyKey, IdempotencyRecord, LedgerPosition, MessageId, OrderId, OutboxEvent, Payment,
-    Refund, RefundId, StatementEntry, UserId,
+    Refund, RefundId, StatementEntry, TraceContext, UserId,
 };
 use crate::ports::StoreError;
 
@@ -31,6 +31,16 @@ impl OutboxRow {
     }
 }
 
+/// An inbox claim.
+#[derive(Debug, Clone)]
+pub(crate) struct InboxRow {
+    pub claimed_at: DateTime<Utc>,
+    /// The trace context the message came with, kept as every store keeps it; only the test
+    /// snapshot reads it back so far.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub trace: Option<TraceContext>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub accounts: BTreeMap<UserId, Account>,
@@ -42,7 +52,7 @@ pub(crate) struct State {
     /// The refund ids of each order, in the order applied, so an order's refunds are found
     /// without a scan of all refunds.
     pub refunds_by_order: HashMap<OrderId, Vec<RefundId>>,
-    pub inbox: HashMap<MessageId, DateTime<Utc>>,
+    pub inbox: HashMap<MessageId, InboxRow>,
     pub outbox: Vec<OutboxRow>,
     pub dead_letters: Vec<DeadLetter>,
     pub idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyRecord>,

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use tokio::sync::{watch, OwnedMutexGuard};
 
-use super::state::{State, Undo};
+use super::state::{InboxRow, State, Undo};
 use crate::decide::Effects;
 use crate::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, InboxClaim, MessageId, OrderId, Payment, Refund, RefundId, UserId,
 };
 use crate::ports::{StoreError, UnitOfWork};
 
@@ -43,12 +43,13 @@ impl Drop for MemoryTx {
 
 #[async_trait]
 impl UnitOfWork for MemoryTx {
-    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+    async fn claim_messages(&mut self, claims: &[InboxClaim]) -> Result<HashSet<MessageId>, StoreError> {
         let now = Utc::now();
         let mut claimed = HashSet::new();
-        for id in ids {
+        for claim in claims {
+            let id = &claim.identity;
             if !self.state.inbox.contains_key(id) {
-                self.state.inbox.insert(id.clone(), now);
+                self.state.inbox.insert(id.clone(), InboxRow { claimed_at: now, trace: claim.trace.clone() });
                 self.undo.push(Undo::Inbox(id.clone()));
                 claimed.insert(id.clone());
             }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::decide::Effects;
 use crate::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, StatementEntry,
-    StatementPage, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, InboxClaim, MessageId, OrderId, Payment, Refund, RefundId,
+    StatementEntry, StatementPage, UserId,
 };
 
 /// A storage failure, already translated from the adapter's own error type.
@@ -78,9 +78,10 @@ pub trait Store: Clone + Send + Sync + 'static {
 /// [`apply`](UnitOfWork::apply) takes all effects at once.
 #[async_trait]
 pub trait UnitOfWork: Send {
-    /// Inserts message identities into the inbox and returns those that were not there before.
-    /// A message claimed by a concurrent transaction counts as not new once that one commits.
-    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError>;
+    /// Inserts message identities into the inbox, each with its trace context, and returns those
+    /// that were not there before. A message claimed by a concurrent transaction counts as not new
+    /// once that one commits; a claim already there keeps the context it was first stored with.
+    async fn claim_messages(&mut self, claims: &[InboxClaim]) -> Result<HashSet<MessageId>, StoreError>;
 
     /// Locks and returns the existing accounts among `users` (given sorted). Locks are taken in
     /// user-id order, so two units of work cannot deadlock on accounts, and held until the end.

@@ -14,7 +14,7 @@ use crate::app::{DepositBatching, DepositReceipt, Error, Payments};
 use crate::decide::{BalanceUpdate, Effects, Outcome};
 use crate::domain::{
     Account, Amount, Balance, DeadLetterReason, EntryKind, EventKind, FailureReason, IdempotencyKey, Inbound, Origin,
-    Payment, RequestId, StatementPage, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    Payment, RequestId, StatementPage, TraceContext, UserId, MAX_DEAD_LETTER_PAYLOAD_BYTES,
 };
 use crate::ports::{Leadership, Outbox, Retention, RetentionPolicy, Store, StoreError, UnitOfWork, Wakeups};
 
@@ -1211,4 +1211,66 @@ pub async fn group_commit_waits_for_no_deposit_that_is_not_coming<F: StoreFactor
     let snapshot = checked(&store).await;
     let balances = [snapshot.balance("u1"), snapshot.balance("u2"), snapshot.balance("u3")];
     assert_eq!(balances, [Some(money("6")), Some(money("5")), Some(money("5"))]);
+}
+
+/// `command` as if its record carried `traceparent` (and `tracestate`).
+pub fn traced(command: Inbound, traceparent: &str, tracestate: Option<&str>) -> Inbound {
+    let trace = TraceContext::parse(traceparent, tracestate).unwrap_or_else(|e| panic!("{traceparent}: {e}"));
+    command.with_trace(Some(trace))
+}
+
+/// Each command's trace context is stored with its inbox claim, and its outbox row (paid, failed,
+/// re-published, dead-lettered) carries the span of applying it: same trace, a span of its own;
+/// the publisher reads it back with the row. A command without one writes a row without one.
+pub async fn trace_context_is_stored_with_the_inbox_claim_and_the_outbox_row<F: StoreFactory>(factory: &F) {
+    let (payments, store) = fresh(factory).await;
+    funded(&payments, "u1", "10").await;
+    let parent = |n: u8| format!("00-{:032x}-{:016x}-01", 0xabc0 + u32::from(n), 0xf00 + u32::from(n));
+    let batch = [
+        traced(pay("m-1", "o-1", "u1", "4"), &parent(1), Some("shop=1,vendor=x")),
+        traced(pay("m-2", "o-2", "u1", "100"), &parent(2), None),
+        pay("m-3", "o-3", "u1", "1"),
+        traced(raw("m-4", "{"), &parent(4), None),
+    ];
+    payments.pay_orders(&batch).await.unwrap();
+    // A re-send of a paid order: the re-published event continues the re-send's trace; a refund
+    // of it continues its own.
+    let resend = traced(pay("m-5", "o-1", "u1", "4"), &parent(5), None);
+    let refunded = traced(refund("m-6", "r-1", "o-1", "u1", Some("1")), &parent(6), Some("shop=2"));
+    payments.pay_orders(&[resend.clone(), refunded.clone()]).await.unwrap();
+    let snapshot = checked(&store).await;
+    let expected_inbox: BTreeMap<_, _> = batch
+        .iter()
+        .chain([&resend, &refunded])
+        .filter_map(|message| Some((message.identity.clone(), message.trace.clone()?)))
+        .collect();
+    assert_eq!(snapshot.inbox_traces, expected_inbox);
+    assert_eq!(snapshot.inbox_traces[&resend.identity].traceparent(), parent(5));
+    assert_eq!(snapshot.inbox_traces[&batch[0].identity].tracestate(), Some("shop=1,vendor=x"));
+    let expected_rows: Vec<_> = batch
+        .iter()
+        .chain([&resend, &refunded])
+        .map(|message| message.trace.as_ref().map(|trace| trace.apply_span(&message.identity)))
+        .collect();
+    let kinds: Vec<_> = snapshot.outbox.iter().map(|event| event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::OrderPaid,
+            EventKind::OrderPaymentFailed,
+            EventKind::OrderPaid,
+            EventKind::DeadLetter,
+            EventKind::OrderPaid,
+            EventKind::OrderRefunded
+        ]
+    );
+    let stored: Vec<_> = snapshot.outbox.iter().map(|event| event.trace.clone()).collect();
+    assert_eq!(stored, expected_rows);
+    let published: Vec<_> =
+        store.unpublished(100).await.unwrap().into_iter().map(|record| record.event.trace).collect();
+    assert_eq!(published, expected_rows, "the publisher reads each row's context back");
+    let first = stored[0].as_ref().unwrap();
+    assert_eq!(first.trace_id_hex(), format!("{:032x}", 0xabc1));
+    assert_ne!(first.parent_id_hex(), format!("{:016x}", 0xf01), "a span of its own");
+    assert_eq!(first.tracestate(), Some("shop=1,vendor=x"));
 }

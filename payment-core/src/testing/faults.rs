@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use super::{Inspect, Snapshot};
 use crate::decide::Effects;
 use crate::domain::{
-    Account, IdempotencyKey, IdempotencyRecord, MessageId, OrderId, Payment, Refund, RefundId, StatementEntry,
-    StatementPage, UserId,
+    Account, IdempotencyKey, IdempotencyRecord, InboxClaim, MessageId, OrderId, Payment, Refund, RefundId,
+    StatementEntry, StatementPage, UserId,
 };
 use crate::ports::{Store, StoreError, UnitOfWork};
 
@@ -231,9 +231,9 @@ pub struct FaultyTx<T> {
 
 #[async_trait]
 impl<T: UnitOfWork> UnitOfWork for FaultyTx<T> {
-    async fn claim_messages(&mut self, ids: &[MessageId]) -> Result<HashSet<MessageId>, StoreError> {
+    async fn claim_messages(&mut self, claims: &[InboxClaim]) -> Result<HashSet<MessageId>, StoreError> {
         trip(&self.plan, FaultPoint::ClaimMessages)?;
-        self.inner.claim_messages(ids).await
+        self.inner.claim_messages(claims).await
     }
 
     async fn lock_accounts(&mut self, users: &[UserId]) -> Result<Vec<Account>, StoreError> {

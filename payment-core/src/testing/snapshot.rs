@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::domain::{
     Balance, DeadLetter, EntryKind, EventKind, IdempotencyKey, IdempotencyRecord, LedgerEntry, MessageId, OrderId,
-    OutboxEvent, Payment, Refund, RefundId, UserId,
+    OutboxEvent, Payment, Refund, RefundId, TraceContext, UserId,
 };
 
 /// Read access to a whole store, for tests.
@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub refunds: BTreeMap<RefundId, Refund>,
     /// Every message identity claimed.
     pub inbox: BTreeSet<MessageId>,
+    /// The trace context stored with each claim that came with one.
+    pub inbox_traces: BTreeMap<MessageId, TraceContext>,
     /// In outbox order.
     pub outbox: Vec<OutboxEvent>,
     /// Parked outbox rows: their index in `outbox` and the broker's error, in outbox order.
@@ -180,6 +182,7 @@ impl Inspect for crate::memory::MemoryStore {
             payments: state.payments.iter().map(|(order, payment)| (order.clone(), payment.clone())).collect(),
             refunds: state.refunds.iter().map(|(id, refund)| (id.clone(), refund.clone())).collect(),
             inbox: state.inbox.keys().cloned().collect(),
+            inbox_traces: state.inbox.iter().filter_map(|(id, row)| Some((id.clone(), row.trace.clone()?))).collect(),
             outbox: state.outbox.iter().map(|row| row.event.clone()).collect(),
             parked: state
                 .outbox

@@ -375,9 +375,10 @@ fn decode(message: &BorrowedMessage<'_>, refund_topic: &str) -> Inbound {
     // CreateTime or LogAppendTime alike: either differs between two records that share a
     // position in two incarnations of the topic.
     let created_at_ms = message.timestamp().to_millis();
-    if message.topic() == refund_topic {
+    let inbound = if message.topic() == refund_topic {
         Inbound::decode_refund(payload, header, origin, created_at_ms)
     } else {
         Inbound::decode_record(payload, header, origin, created_at_ms)
-    }
+    };
+    inbound.with_trace(crate::trace_context::of_record(message))
 }

@@ -149,7 +149,15 @@ impl<S: Store> PayOrderConsumer<S> {
     /// Applies the batch until it commits. `false` when shutting down before it could.
     async fn apply(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
         let identities: Vec<&str> = batch.messages.iter().map(|m| m.identity.as_str()).collect();
-        let span = tracing::info_span!("pay_order_batch", messages = batch.messages.len(), ?identities);
+        let span = tracing::info_span!(
+            "pay_order_batch",
+            messages = batch.messages.len(),
+            ?identities,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty
+        );
+        crate::trace_context::link_commands(&span, &batch.messages);
+        let started_at = std::time::SystemTime::now();
         let mut backoff = Backoff::new(self.config.retry_first_backoff, self.config.retry_max_backoff);
         loop {
             let started = Instant::now();
@@ -159,6 +167,7 @@ impl<S: Store> PayOrderConsumer<S> {
             match self.payments.pay_orders_isolating(&batch.messages).instrument(span.clone()).await {
                 Ok(outcomes) => {
                     record(&outcomes, started);
+                    crate::trace_context::record_apply_spans(&span, &batch.messages, &outcomes, started_at);
                     return true;
                 }
                 Err(error) => {

@@ -36,7 +36,8 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PublisherConfig, Topics};
-use crate::{telemetry, KafkaError};
+use crate::{telemetry, trace_context, KafkaError};
+use tracing::Instrument;
 
 /// Moves committed outbox rows to their topics.
 pub struct OutboxPublisher<O: Outbox> {
@@ -80,16 +81,38 @@ impl<O: Outbox> OutboxPublisher<O> {
 
     async fn produce(&self, row: &OutboxRecord) -> Result<(), RdKafkaError> {
         let event = &row.event;
+        let topic = self.topics.of(event.kind);
+        // The span of sending this row: a child of the span that applied its command, so the
+        // event continues the command's trace in the tracing backend as on the wire.
+        let span = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.destination.name = %topic,
+            event_type = event.kind.as_str(),
+            outbox_id = row.id,
+            trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        );
+        let trace_headers = event.trace.as_ref().map(trace_context::headers_of).unwrap_or_default();
+        if let Some(trace) = &event.trace {
+            trace_context::continue_in(&span, trace);
+        }
         let headers = event
             .headers
             .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .chain(trace_headers.iter().map(|(key, value)| (*key, value.as_str())))
             .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }));
-        let mut record =
-            FutureRecord::<String, Vec<u8>>::to(self.topics.of(event.kind)).payload(&event.payload).headers(headers);
+        let mut record = FutureRecord::<String, Vec<u8>>::to(topic).payload(&event.payload).headers(headers);
         if let Some(key) = &event.key {
             record = record.key(key);
         }
-        self.producer.send(record, self.config.delivery_timeout).await.map(drop).map_err(|(error, _)| error)
+        self.producer
+            .send(record, self.config.delivery_timeout)
+            .instrument(span)
+            .await
+            .map(drop)
+            .map_err(|(error, _)| error)
     }
 }
 

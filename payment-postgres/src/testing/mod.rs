@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use payment_core::domain::{
     DeadLetter, DeadLetterReason, IdempotencyRecord, LedgerEntry, MessageId, Origin, Payment, Refund, StatementEntry,
-    UserId,
+    TraceContext, UserId,
 };
 use payment_core::testing::{Inspect, Snapshot, StoreFactory};
 use sqlx::{Connection, Executor, PgConnection};
@@ -159,10 +159,21 @@ impl Inspect for PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read refunds", e));
-        let inbox: Vec<String> = sqlx::query_scalar("SELECT message_id FROM inbox")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap_or_else(|e| fail("read inbox", e));
+        let inbox: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT message_id, traceparent, tracestate FROM inbox")
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap_or_else(|e| fail("read inbox", e));
+        let inbox_traces = inbox
+            .iter()
+            .filter(|(_, traceparent, _)| traceparent.is_some())
+            .map(|(id, traceparent, tracestate)| {
+                let id = MessageId::new(id.as_str()).unwrap_or_else(|e| fail("inbox row", e));
+                let trace = TraceContext::parse(traceparent.as_deref().unwrap_or_default(), tracestate.as_deref())
+                    .unwrap_or_else(|e| fail("inbox traceparent", e));
+                (id, trace)
+            })
+            .collect();
         let outbox = crate::outbox::all_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read outbox", e));
         let parked =
             crate::outbox::parked_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read parked outbox rows", e));
@@ -198,7 +209,11 @@ impl Inspect for PgStore {
                 .map(|row| Refund::try_from(row).unwrap_or_else(|e| fail("refund row", e)))
                 .map(|r| (r.refund_id.clone(), r))
                 .collect(),
-            inbox: inbox.into_iter().map(|id| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e))).collect(),
+            inbox: inbox
+                .into_iter()
+                .map(|(id, _, _)| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e)))
+                .collect(),
+            inbox_traces,
             outbox,
             parked,
             dead_letters: letters
