@@ -34,9 +34,9 @@
 //!    (`bench/payments.rs`). `BENCH_ORDERS` (100,000) produced flat out, until every outcome is
 //!    readable → commands/s, once per record key of `BENCH_KEY` (`order`, `user` or `both`, the
 //!    default: the contract allows either, and they load the lanes differently); with
-//!    `BENCH_INSTANCES=2` (the default) a second service instance then joins the consumer group
-//!    on the same database and broker, and the last key's flat-out run is repeated with both
-//!    (ratio to one instance); then fixed offered loads of 1,000 and 5,000 orders/s for
+//!    `BENCH_INSTANCES=2` (the default), at the very end (its join and leave rebalance the group),
+//!    a second service instance joins the consumer group on the same database and broker, and the
+//!    last key's flat-out run is repeated with both (ratio to one instance); then fixed offered loads of 1,000 and 5,000 orders/s for
 //!    `BENCH_SECONDS` each → latency from produce to outcome event (p50/p99), and the outbox
 //!    lag: read time − the event's `paid_at` (taken when the batch is decided, so it also holds
 //!    the batch's apply and commit; both clocks are this machine's).
@@ -86,6 +86,9 @@ type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 type Measured<T> = Result<T, String>;
 
 const TOPICS: [&str; 4] = ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"];
+/// The refund topics the service also reads and writes: they must exist, since the mock cluster
+/// cannot create topics and the service refuses to start without them.
+const REFUND_TOPICS: [&str; 3] = ["refund.order", "order.refunded", "order.refund_failed"];
 const PARTITIONS: i32 = 4;
 /// Most orders flat out: librdkafka's mock broker keeps at most 5 MiB per partition and silently
 /// drops the oldest records beyond that, consumed or not. 100,000 (25,000 per partition) fit; a
@@ -100,8 +103,10 @@ const DEPOSIT_CONNECTIONS: usize = 32;
 const BALANCE_CONNECTIONS: usize = 8;
 /// See `BENCH_FETCH_WAIT_MS` in the module documentation.
 const DEFAULT_FETCH_WAIT_MS: u32 = 5;
-/// How long a second instance is given to join the group before its run starts.
-const GROUP_SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait for a second instance to be assigned partitions.
+const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after that assignment the run starts (the first member's own assignment lands then).
+const GROUP_SETTLE: Duration = Duration::from_secs(3);
 /// Longest wait for the last outcome once everything is produced.
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -371,10 +376,6 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
         figures.payments.push((key, kept(&what, run.and_then(|run| service.check_alive().map(|()| run)), show_run)));
     }
     let first_key = config.keys.first().copied().unwrap_or(Key::Order);
-    if config.instances == 2 {
-        let key = config.keys.last().copied().unwrap_or(Key::User);
-        figures.two_instances = Some(two_instances(server, &target, config, &binary, key).await);
-    }
     for (index, rate) in RATES.into_iter().enumerate() {
         let orders = (u64::from(rate) * config.length.as_secs()) as usize;
         println!(
@@ -418,6 +419,12 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     }
     let peak = service.check_alive().and_then(|()| service.peak_rss());
     figures.peak_rss = kept("service peak RSS (VmHWM)", peak, |&bytes| mib(bytes));
+    // Last: the second instance's join and leave rebalance the group, which would land in the
+    // latency figures of any run after it.
+    if config.instances == 2 {
+        let key = config.keys.last().copied().unwrap_or(Key::User);
+        figures.two_instances = Some(two_instances(server, &target, config, &binary, key).await);
+    }
     match service.stop() {
         Ok((status, took)) => println!("service stopped with SIGTERM: {status} in {:.2} s", took.as_secs_f64()),
         Err(error) => println!("service stop: {error}"),
@@ -444,7 +451,17 @@ async fn two_instances(
         let extra: Vec<(&str, String)> =
             config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
         let mut second = service::Service::start(&binary.to_path_buf(), &url, &target.brokers, &extra).await?;
-        // Ready is not joined: give the group its rebalance before the clock starts.
+        // Ready is not joined: the clock starts once the second instance logged its assignment
+        // (the join round, the first member's revocation and reassignment take a few seconds on
+        // the mock broker), and a little after.
+        let joined = Instant::now();
+        while !std::fs::read_to_string(&second.log).unwrap_or_default().contains("rebalance=Assign") {
+            if joined.elapsed() > GROUP_JOIN_TIMEOUT {
+                return Err(format!("the second instance got no partitions within {GROUP_JOIN_TIMEOUT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("  second instance assigned partitions after {:.1} s", joined.elapsed().as_secs_f64());
         tokio::time::sleep(GROUP_SETTLE).await;
         let (run, _) = payments(server, target, config, 5, config.orders, None, key).await?;
         second.check_alive()?;
@@ -524,7 +541,7 @@ fn show_run(run: &PaymentRun) -> String {
 
 fn mock_broker() -> Fallible<MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
     let cluster = MockCluster::new(1)?;
-    for topic in TOPICS {
+    for topic in TOPICS.into_iter().chain(REFUND_TOPICS) {
         cluster.create_topic(topic, PARTITIONS, 1)?;
     }
     cluster.create_topic(WARM_UP_TOPIC, 1, 1)?;

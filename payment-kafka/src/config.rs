@@ -159,7 +159,7 @@ impl KafkaConfig {
 
 /// Default of [`ConsumerConfig::max_batches_in_flight`] (see `docs/scaling.md` for the
 /// measurements it rests on).
-pub const DEFAULT_MAX_BATCHES_IN_FLIGHT: usize = 4;
+pub const DEFAULT_MAX_BATCHES_IN_FLIGHT: usize = 2;
 
 /// How the `pay.order` consumer batches and retries.
 #[derive(Debug, Clone)]

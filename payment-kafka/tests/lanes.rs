@@ -86,8 +86,8 @@ async fn a_partitions_commands_stay_in_order_with_lanes_side_by_side<S: Store + 
             .collect();
         send_to(&broker, &producer, partition as i32, &commands).await;
     }
-    let config = payment_kafka::ConsumerConfig { batch_max_messages: 7, ..broker.consumer_config() };
-    assert!(config.max_batches_in_flight >= 2, "the default runs lanes side by side");
+    let config =
+        payment_kafka::ConsumerConfig { batch_max_messages: 7, max_batches_in_flight: 4, ..broker.consumer_config() };
     let consumer = broker.spawn_consumer(payments.clone(), config);
     let health = consumer.health().clone();
     until(&store, "240 commands decided", |s| s.inbox.len() == 240).await;
@@ -128,8 +128,9 @@ fn decided_prefix(snapshot: &Snapshot, partition: i32, sent: usize) -> i64 {
     (0..sent).take_while(|i| snapshot.inbox.iter().any(|m| m.as_str() == format!("m{partition}-{i}"))).count() as i64
 }
 
-/// Partition 0's lane cannot commit: its account is locked by another transaction, and its
-/// connection is killed twice while it waits (a failing unit of work, retried). The other lanes
+/// Four lanes, one per partition. Partition 0's lane cannot commit: its account is locked by
+/// another transaction, and its connection is killed twice while it waits (a failing unit of
+/// work, retried). The other lanes
 /// commit and their partitions' offsets are committed meanwhile; partition 0's offset does not
 /// move until its batch committed, and no command is set aside as refused.
 #[test]
@@ -150,7 +151,9 @@ fn offsets_never_pass_an_unapplied_command_while_other_lanes_commit() {
                 (0..10).map(|i| pay(&format!("m{partition}-{i}"), &format!("o{partition}-{i}"), user, "1")).collect();
             send_to(&broker, &producer, partition as i32, &commands).await;
         }
-        let consumer = broker.spawn_consumer(payments.clone(), broker.consumer_config());
+        // One partition per lane: partition 0's lane holds back no other partition.
+        let config = payment_kafka::ConsumerConfig { max_batches_in_flight: 4, ..broker.consumer_config() };
+        let consumer = broker.spawn_consumer(payments.clone(), config);
         let health = consumer.health().clone();
         until(&store, "the other partitions' 30 payments", |s| s.payments.len() == 30).await;
         let others =
@@ -212,7 +215,11 @@ fn a_member_joining_while_batches_are_applied_loses_and_repeats_nothing() {
         for partition in 0..PARTITIONS as usize {
             send_to(&broker, &producer, partition as i32, &commands(partition, 0..PER_PARTITION / 2)).await;
         }
-        let config = payment_kafka::ConsumerConfig { batch_max_messages: 10, ..broker.consumer_config() };
+        let config = payment_kafka::ConsumerConfig {
+            batch_max_messages: 10,
+            max_batches_in_flight: 4,
+            ..broker.consumer_config()
+        };
         let first = broker.spawn_consumer(payments.clone(), config.clone());
         until(&store, "the first member to apply", |s| s.payments.len() >= 100).await;
         let second = broker.spawn_consumer(payments.clone(), config);
