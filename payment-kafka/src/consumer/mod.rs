@@ -7,7 +7,14 @@
 //! A dedicated OS thread owns the Kafka client (a `BaseConsumer`) and does nothing but poll it
 //! ([`fetch`]): it decodes messages into bounded batches and hands them over to the async side,
 //! which applies each batch in one unit of work ([`Payments::pay_orders`]) and reports the
-//! committed offsets back; only then does the thread store them.
+//! committed offsets back; only then does the thread store them. Offsets are stored
+//! with `enable.auto.offset.store=false` and committed by librdkafka's auto-commit, which only
+//! commits what was stored — so a batch that has not committed in the database is never
+//! acknowledged to Kafka, on revoke or shutdown included. A batch that fails for a transient
+//! reason is retried with backoff until it commits; if the process dies in between, the batch is
+//! delivered again and the inbox turns the replay into a no-op. A batch the store refuses twice
+//! is split until the refused command is alone, which is dead-lettered as `store_rejected`
+//! ([`Payments::pay_orders_isolating`]); its offsets are stored once every part committed.
 //!
 //! # Lanes: batches of disjoint partitions side by side
 //!
@@ -16,16 +23,13 @@
 //! own unit of work at a time (so its own database connection); every partition is pinned to one
 //! lane ([`lanes`]), which keeps each partition's commands in order and its acknowledgements in
 //! order, while lanes holding other partitions apply at the same time. Two lanes touching the
-//! same account or order wait for each other's row locks (taken in user-id order, so without a
-//! cycle) or lose a race on an inserted row; either way the store reports a conflict, which is
-//! retried, never dead-lettered. Offsets are stored
-//! with `enable.auto.offset.store=false` and committed by librdkafka's auto-commit, which only
-//! commits what was stored — so a batch that has not committed in the database is never
-//! acknowledged to Kafka, on revoke or shutdown included. A batch that fails for a transient
-//! reason is retried with backoff until it commits; if the process dies in between, the batch is
-//! delivered again and the inbox turns the replay into a no-op. A batch the store refuses twice
-//! is split until the refused command is alone, which is dead-lettered as `store_rejected`
-//! ([`Payments::pay_orders_isolating`]); its offsets are stored once every part committed.
+//! same account or order wait for each other's locks (taken in one sorted order, so without a
+//! cycle); a race that still ends in a conflict error (unique violation, serialization failure,
+//! deadlock detected) is transient, so it is retried, never dead-lettered. Shutdown and a client
+//! replacement wait for every lane's batches before the client is closed; a revocation does not
+//! wait (it is served inside `poll`): a batch fetched before a rebalance stores no offset when it
+//! commits (`offsets.rs`), and its messages, read again by the partitions' owner, are
+//! redeliveries.
 //!
 //! # Why not rust-rdkafka's `StreamConsumer`
 //!
