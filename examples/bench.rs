@@ -32,7 +32,11 @@
 //!    workload (`Plan::workload`: every order affordable, no redeliveries or re-sends); this
 //!    example produces it to `pay.order` and reads every outcome event back
 //!    (`bench/payments.rs`). `BENCH_ORDERS` (100,000) produced flat out, until every outcome is
-//!    readable → commands/s; then fixed offered loads of 1,000 and 5,000 orders/s for
+//!    readable → commands/s, once per record key of `BENCH_KEY` (`order`, `user` or `both`, the
+//!    default: the contract allows either, and they load the lanes differently); with
+//!    `BENCH_INSTANCES=2` (the default), at the very end (its join and leave rebalance the group),
+//!    a second service instance joins the consumer group on the same database and broker, and the
+//!    last key's flat-out run is repeated with both (ratio to one instance); then fixed offered loads of 1,000 and 5,000 orders/s for
 //!    `BENCH_SECONDS` each → latency from produce to outcome event (p50/p99), and the outbox
 //!    lag: read time − the event's `paid_at` (taken when the batch is decided, so it also holds
 //!    the batch's apply and commit; both clocks are this machine's).
@@ -50,8 +54,9 @@
 //! Everything shares the machine: the load generators, the broker, PostgreSQL and the service
 //! compete for the same cores, as pgbench's client does with the server. Settings:
 //! `BENCH_ORDERS` (100000, also the most: see `MAX_ORDERS`), `BENCH_SECONDS` (10), `BENCH_USERS` (1000), `BENCH_PGBENCH_SCALE`
-//! (10), `BENCH_FETCH_WAIT_MS` (5), `BENCH_SERVICE_BIN`. With the defaults the whole run takes
-//! about 3 minutes.
+//! (10), `BENCH_FETCH_WAIT_MS` (5), `BENCH_KEY` (both), `BENCH_INSTANCES` (2), `BENCH_SERVICE_BIN`;
+//! the service inherits this process's environment, so e.g. `CONSUMER_MAX_BATCHES_IN_FLIGHT=1`
+//! measures one batch at a time. With the defaults the whole run takes about 5 minutes.
 
 #![forbid(unsafe_code)]
 
@@ -73,7 +78,7 @@ use rdkafka::mocking::MockCluster;
 use rust_decimal::Decimal;
 
 use load::{HttpRun, Request};
-use payments::PaymentRun;
+use payments::{Key, PaymentRun};
 use postgres::Pgbench;
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -81,6 +86,9 @@ type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 type Measured<T> = Result<T, String>;
 
 const TOPICS: [&str; 4] = ["pay.order", "order.paid", "order.payment_failed", "pay.order.dlq"];
+/// The refund topics the service also reads and writes: they must exist, since the mock cluster
+/// cannot create topics and the service refuses to start without them.
+const REFUND_TOPICS: [&str; 3] = ["refund.order", "order.refunded", "order.refund_failed"];
 const PARTITIONS: i32 = 4;
 /// Most orders flat out: librdkafka's mock broker keeps at most 5 MiB per partition and silently
 /// drops the oldest records beyond that, consumed or not. 100,000 (25,000 per partition) fit; a
@@ -95,6 +103,10 @@ const DEPOSIT_CONNECTIONS: usize = 32;
 const BALANCE_CONNECTIONS: usize = 8;
 /// See `BENCH_FETCH_WAIT_MS` in the module documentation.
 const DEFAULT_FETCH_WAIT_MS: u32 = 5;
+/// Longest wait for a second instance to be assigned partitions.
+const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after that assignment the run starts (the first member's own assignment lands then).
+const GROUP_SETTLE: Duration = Duration::from_secs(3);
 /// Longest wait for the last outcome once everything is produced.
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -106,6 +118,10 @@ struct Config {
     /// `fetch.wait.max.ms` of every consumer (the service's and this benchmark's); `None`:
     /// librdkafka's default (500 ms).
     fetch_wait_ms: Option<u32>,
+    /// The record keys of the flat-out runs, in order.
+    keys: Vec<Key>,
+    /// 2: the last key's flat-out run again with a second instance in the group.
+    instances: usize,
 }
 
 impl Config {
@@ -126,7 +142,17 @@ impl Config {
                 Ok(_) => Some(var("BENCH_FETCH_WAIT_MS", 0)?),
                 Err(_) => Some(DEFAULT_FETCH_WAIT_MS),
             },
+            keys: match std::env::var("BENCH_KEY").as_deref().map(str::trim) {
+                Ok("order") => vec![Key::Order],
+                Ok("user") => vec![Key::User],
+                Ok("both") | Err(_) => vec![Key::Order, Key::User],
+                Ok(other) => return Err(format!("BENCH_KEY={other:?}: order, user or both").into()),
+            },
+            instances: var("BENCH_INSTANCES", 2)?,
         };
+        if !(1..=2).contains(&config.instances) {
+            return Err("BENCH_INSTANCES must be 1 or 2".into());
+        }
         if config.orders == 0 || config.length.is_zero() || config.users < DEPOSIT_CONNECTIONS || config.scale == 0 {
             return Err(format!("BENCH_ORDERS, BENCH_SECONDS and BENCH_PGBENCH_SCALE must be positive and BENCH_USERS at least {DEPOSIT_CONNECTIONS}").into());
         }
@@ -183,7 +209,10 @@ struct Figures {
     pgbench_n32: Measured<Pgbench>,
     pgbench_s8: Measured<Pgbench>,
     floors: Vec<(usize, Measured<Pgbench>)>,
-    payments: Measured<PaymentRun>,
+    /// Flat out, per record key.
+    payments: Vec<(Key, Measured<PaymentRun>)>,
+    /// Flat out with two instances in the group, keyed by the last key.
+    two_instances: Option<Measured<PaymentRun>>,
     rates: Vec<(u32, Measured<PaymentRun>)>,
     deposits: Measured<HttpRun>,
     balances: Measured<HttpRun>,
@@ -219,7 +248,8 @@ async fn bench(config: &Config) -> Fallible<Figures> {
         pgbench_n32: not_run(),
         pgbench_s8: not_run(),
         floors: Vec::new(),
-        payments: not_run(),
+        payments: Vec::new(),
+        two_instances: None,
         rates: Vec::new(),
         deposits: not_run(),
         balances: not_run(),
@@ -291,7 +321,7 @@ async fn baselines(server: &TestServer, config: &Config, figures: &mut Figures) 
 
 async fn service_figures(server: &TestServer, config: &Config, figures: &mut Figures) {
     let fail_all = |figures: &mut Figures, error: String| {
-        figures.payments = Err(error.clone());
+        figures.payments = config.keys.iter().map(|&key| (key, Err(error.clone()))).collect();
         figures.rates = RATES.iter().map(|&rate| (rate, Err(error.clone()))).collect();
         figures.deposits = Err(error.clone());
         figures.balances = Err(error.clone());
@@ -325,15 +355,27 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     );
     let target = Target::new(service.base_url.clone(), brokers.clone());
 
-    println!("payments end to end: {} orders produced flat out", thousands(config.orders as f64));
     let mut funded = Vec::new();
-    let run = async {
-        let (run, accounts) = payments(server, &target, config, 1, config.orders, None).await?;
-        funded = accounts;
-        Ok(run)
-    };
-    let run = run.await;
-    figures.payments = kept("flat out", run.and_then(|run| service.check_alive().map(|()| run)), show_run);
+    // Namespaces 2 and 3 are the paced runs'.
+    let namespaces = [1, 4];
+    for (&key, namespace) in config.keys.iter().zip(namespaces) {
+        println!(
+            "payments end to end: {} orders produced flat out, keyed by {}",
+            thousands(config.orders as f64),
+            key.name()
+        );
+        let run = async {
+            let (run, accounts) = payments(server, &target, config, namespace, config.orders, None, key).await?;
+            if funded.is_empty() {
+                funded = accounts;
+            }
+            Ok(run)
+        };
+        let run = run.await;
+        let what = format!("flat out, keyed by {}", key.name());
+        figures.payments.push((key, kept(&what, run.and_then(|run| service.check_alive().map(|()| run)), show_run)));
+    }
+    let first_key = config.keys.first().copied().unwrap_or(Key::Order);
     for (index, rate) in RATES.into_iter().enumerate() {
         let orders = (u64::from(rate) * config.length.as_secs()) as usize;
         println!(
@@ -342,7 +384,8 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
             config.length.as_secs(),
             thousands(orders as f64)
         );
-        let run = payments(server, &target, config, 2 + index as u64, orders, Some(rate)).await.map(|(run, _)| run);
+        let run = payments(server, &target, config, 2 + index as u64, orders, Some(rate), first_key).await;
+        let run = run.map(|(run, _)| run);
         let run = run.and_then(|run| service.check_alive().map(|()| run));
         figures.rates.push((rate, kept(&format!("{rate}/s"), run, show_run)));
     }
@@ -376,11 +419,59 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     }
     let peak = service.check_alive().and_then(|()| service.peak_rss());
     figures.peak_rss = kept("service peak RSS (VmHWM)", peak, |&bytes| mib(bytes));
+    // Last: the second instance's join and leave rebalance the group, which would land in the
+    // latency figures of any run after it.
+    if config.instances == 2 {
+        let key = config.keys.last().copied().unwrap_or(Key::User);
+        figures.two_instances = Some(two_instances(server, &target, config, &binary, key).await);
+    }
     match service.stop() {
         Ok((status, took)) => println!("service stopped with SIGTERM: {status} in {:.2} s", took.as_secs_f64()),
         Err(error) => println!("service stop: {error}"),
     }
     drop(cluster);
+}
+
+/// A second instance joins the group on the same database and broker; one flat-out run with
+/// both, then the second stops.
+async fn two_instances(
+    server: &TestServer,
+    target: &Target,
+    config: &Config,
+    binary: &std::path::Path,
+    key: Key,
+) -> Measured<PaymentRun> {
+    println!(
+        "two instances in one consumer group: {} orders flat out, keyed by {}",
+        thousands(config.orders as f64),
+        key.name()
+    );
+    let run = async {
+        let url = server.database_url("payments");
+        let extra: Vec<(&str, String)> =
+            config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
+        let mut second = service::Service::start(&binary.to_path_buf(), &url, &target.brokers, &extra).await?;
+        // Ready is not joined: the clock starts once the second instance logged its assignment
+        // (the join round, the first member's revocation and reassignment take a few seconds on
+        // the mock broker), and a little after.
+        let joined = Instant::now();
+        while !std::fs::read_to_string(&second.log).unwrap_or_default().contains("rebalance=Assign") {
+            if joined.elapsed() > GROUP_JOIN_TIMEOUT {
+                return Err(format!("the second instance got no partitions within {GROUP_JOIN_TIMEOUT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("  second instance assigned partitions after {:.1} s", joined.elapsed().as_secs_f64());
+        tokio::time::sleep(GROUP_SETTLE).await;
+        let (run, _) = payments(server, target, config, 5, config.orders, None, key).await?;
+        second.check_alive()?;
+        match second.stop() {
+            Ok((status, took)) => println!("  second instance stopped: {status} in {:.2} s", took.as_secs_f64()),
+            Err(error) => println!("  second instance stop: {error}"),
+        }
+        Ok(run)
+    };
+    kept("flat out, two instances", run.await, show_run)
 }
 
 /// One run in its own id namespace: the simulator funds `config.users` accounts over HTTP
@@ -393,6 +484,7 @@ async fn payments(
     namespace: u64,
     orders: usize,
     rate: Option<u32>,
+    key: Key,
 ) -> Fallible<(PaymentRun, Vec<orders_simulator::Account>)> {
     let plan = Plan {
         orders,
@@ -417,7 +509,8 @@ async fn payments(
         order_payment_failed: TOPICS[2],
         warm_up: WARM_UP_TOPIC,
     };
-    let run = payments::run(&target.brokers, &topics, PARTITIONS, &plan, config.fetch_wait_ms, OUTCOME_TIMEOUT).await?;
+    let run =
+        payments::run(&target.brokers, &topics, PARTITIONS, &plan, key, config.fetch_wait_ms, OUTCOME_TIMEOUT).await?;
     if run.paid != orders {
         return Err(format!("{} of {orders} orders paid, {} failed", run.paid, run.failed).into());
     }
@@ -448,7 +541,7 @@ fn show_run(run: &PaymentRun) -> String {
 
 fn mock_broker() -> Fallible<MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
     let cluster = MockCluster::new(1)?;
-    for topic in TOPICS {
+    for topic in TOPICS.into_iter().chain(REFUND_TOPICS) {
         cluster.create_topic(topic, PARTITIONS, 1)?;
     }
     cluster.create_topic(WARM_UP_TOPIC, 1, 1)?;
@@ -554,7 +647,7 @@ fn millis(duration: Duration) -> (f64, String) {
 impl Figures {
     fn table(&self, config: &Config) -> String {
         let none = || ("", not_run());
-        let payments = self.payments.as_ref().map(|r| rate(r.per_sec(), "cmd/s")).map_err(Clone::clone);
+        let flat = |m: &Measured<PaymentRun>| m.as_ref().map(|r| rate(r.per_sec(), "cmd/s")).map_err(Clone::clone);
         let n1x8 = self.pgbench_n1.as_ref().map(|p| rate(8.0 * p.tps, "cmd/s")).map_err(Clone::clone);
         let floor = |batch: usize| {
             self.floors
@@ -585,15 +678,37 @@ impl Figures {
         let lag50: fn(&PaymentRun) -> Duration = |r| r.lag.p50;
         let lag99: fn(&PaymentRun) -> Duration = |r| r.lag.p99;
         let n = thousands(config.orders as f64);
-        let rows = vec![
-            row(
-                format!("payments end to end ({n} flat out)"),
-                payments.clone(),
-                ("8 × pgbench -N, 1 client", n1x8),
+        let mut rows = Vec::new();
+        for (key, run) in &self.payments {
+            let payments = flat(run);
+            // By user id a user's orders share a lane; by order id lanes contend for accounts.
+            let (floor_share, floor_target) = match key {
+                Key::User => (1.5, "≥ 150%"),
+                Key::Order => (1.0, "≥ 100%"),
+            };
+            rows.push(
+                row(
+                    format!("payments end to end ({n} flat out, keyed by {})", key.name()),
+                    payments.clone(),
+                    ("floor B=500, 1 conn (tps × 500)", floor(500)),
+                    Goal::RatioAtLeast(floor_share),
+                )
+                .target(floor_target),
+            );
+            rows.push(row("", payments.clone(), ("8 × pgbench -N, 1 client", n1x8.clone()), Goal::Ratio));
+            rows.push(row("", payments, ("floor B=100, 1 conn (tps × 100)", floor(100)), Goal::Ratio));
+        }
+        if let Some(two) = &self.two_instances {
+            let key = self.payments.last().map_or(Key::User, |(key, _)| *key);
+            let one = self.payments.last().map_or_else(not_run, |(_, run)| flat(run));
+            rows.push(row(
+                format!("two instances, one group ({n} flat out, keyed by {})", key.name()),
+                flat(two),
+                ("one instance, same key, same run", one),
                 Goal::RatioAtLeast(1.0),
-            ),
-            row("", payments.clone(), ("floor B=500, 1 conn (tps × 500)", floor(500)), Goal::RatioAtLeast(0.7)),
-            row("", payments, ("floor B=100, 1 conn (tps × 100)", floor(100)), Goal::Ratio),
+            ));
+        }
+        rows.extend([
             row("payment latency p50 @ 1,000/s (produce → outcome)", at_rate(1_000, latency50), none(), Goal::None),
             row("payment latency p99 @ 1,000/s", at_rate(1_000, latency99), none(), Goal::AtMost(30.0))
                 .target("≤ 30 ms"),
@@ -646,7 +761,7 @@ impl Figures {
             )
             .target("≤ 64 MiB"),
             row("pgbench -N, 1 client (for reference)", pg(&self.pgbench_n1), none(), Goal::None),
-        ];
+        ]);
         let header = Row {
             measure: "measure".into(),
             figure: "figure".into(),
@@ -683,8 +798,10 @@ impl Figures {
             config.length.as_secs()
         ));
         out.push_str(&format!(
-            "Broker: librdkafka mock cluster, 4 partitions, consumers' fetch.wait.max.ms={}; the service's other settings at their defaults\n",
-            config.fetch_wait_ms.map_or("500 (librdkafka default)".to_string(), |ms| ms.to_string())
+            "Broker: librdkafka mock cluster, 4 partitions, consumers' fetch.wait.max.ms={}; CONSUMER_MAX_BATCHES_IN_FLIGHT={}; the service's other settings at their defaults\n",
+            config.fetch_wait_ms.map_or("500 (librdkafka default)".to_string(), |ms| ms.to_string()),
+            std::env::var("CONSUMER_MAX_BATCHES_IN_FLIGHT")
+                .unwrap_or_else(|_| format!("{} (default)", payment_kafka::DEFAULT_MAX_BATCHES_IN_FLIGHT))
         ));
         let line_width = w.iter().sum::<usize>() + 12 + 2 * 6;
         out.push_str(&"-".repeat(line_width));
@@ -713,7 +830,12 @@ impl Figures {
                 missing.push(format!("{what}: {reason}"));
             }
         };
-        note("payments", self.payments.as_ref().map(drop));
+        for (key, m) in &self.payments {
+            note(&format!("payments keyed by {}", key.name()), m.as_ref().map(drop));
+        }
+        if let Some(two) = &self.two_instances {
+            note("two instances", two.as_ref().map(drop));
+        }
         for (rate, m) in &self.rates {
             note(&format!("payments at {rate}/s"), m.as_ref().map(drop));
         }

@@ -70,6 +70,7 @@ pub async fn run(
     let consumer = ConsumerConfig {
         group_id: settings.kafka_group_id.clone(),
         batch_max_messages: settings.batch_max_messages,
+        max_batches_in_flight: settings.consumer_max_batches_in_flight,
         batch_linger: Duration::from_millis(settings.batch_linger_ms),
         fetch_wait_max: match embedded {
             Some(_) => EMBEDDED_FETCH_WAIT_MAX,
@@ -109,6 +110,15 @@ pub async fn run(
     }
     match &database_url {
         Some(url) => {
+            if settings.consumer_max_batches_in_flight as u32 >= settings.database_max_connections {
+                // Each batch in flight holds a connection: with none left, deposits, reads and the
+                // publisher wait for the pool's acquire timeout behind the consumer.
+                tracing::warn!(
+                    max_batches_in_flight = settings.consumer_max_batches_in_flight,
+                    database_max_connections = settings.database_max_connections,
+                    "CONSUMER_MAX_BATCHES_IN_FLIGHT takes every database connection; raise DATABASE_MAX_CONNECTIONS"
+                );
+            }
             let config = PgConfig { max_connections: settings.database_max_connections, ..PgConfig::default() };
             let store = PgStore::connect(url.expose(), &config).await?;
             match settings.migrate {

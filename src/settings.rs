@@ -89,6 +89,10 @@ pub struct Settings {
     /// Most `pay.order` messages per batch (one database transaction).
     #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub batch_max_messages: usize,
+    /// Most `pay.order` batches applied at once, each on its own database connection; each
+    /// partition is pinned to one of them, so its commands stay in order. 1: one at a time.
+    #[arg(long, env = "CONSUMER_MAX_BATCHES_IN_FLIGHT", default_value_t = payment_kafka::DEFAULT_MAX_BATCHES_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub consumer_max_batches_in_flight: usize,
     /// How long a batch waits for more messages after its first, in milliseconds, when nothing
     /// else is being applied. 0: it goes as soon as every fetched message is in it; batches still
     /// grow under load, gathering while the previous one commits.
@@ -300,6 +304,7 @@ mod tests {
         assert!(Settings::try_parse_from(["payment-service", "--outbox-leader-give-up-secs", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--inbox-retention-hours", "10000000000"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--batch-max-messages", "0"]).is_err());
+        assert!(Settings::try_parse_from(["payment-service", "--consumer-max-batches-in-flight", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--topic-partitions", "0"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--auth-mode", "jwt", "--jwt-issuer", "i"]).is_err());
         assert!(Settings::try_parse_from(["payment-service", "--jwt-leeway-secs", "301"]).is_err());

@@ -56,6 +56,24 @@ impl PaymentRun {
     }
 }
 
+/// What a `pay.order` record is keyed by: the contract allows either. By order id, one user's
+/// orders spread over every partition, so batches applied side by side lock the same accounts; by
+/// user id, a user's orders share a partition, hence a lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Order,
+    User,
+}
+
+impl Key {
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Order => "order id",
+            Key::User => "user id",
+        }
+    }
+}
+
 /// Produces every original order of `plan` (its redeliveries and re-sends are the plan's
 /// business: the benchmark's plans have none) and waits, at most `timeout` after the last
 /// produce, until each has an outcome.
@@ -64,11 +82,20 @@ pub async fn run(
     topics: &Topics<'_>,
     partitions: i32,
     plan: &Plan,
+    key: Key,
     fetch_wait_ms: Option<u32>,
     timeout: Duration,
 ) -> Fallible<PaymentRun> {
     let workload = plan.workload().map_err(|e| format!("the plan: {e}"))?;
     let keys: Vec<String> = workload.orders.iter().map(orders_simulator::Order::key).collect();
+    let user_ids: Vec<String> = plan
+        .user_ids()
+        .into_iter()
+        .map(|id| match id {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        })
+        .collect();
     let index: HashMap<String, usize> = keys.iter().cloned().enumerate().map(|(i, key)| (key, i)).collect();
     let reader =
         Reader::start(brokers, &[topics.order_paid, topics.order_payment_failed], partitions, fetch_wait_ms, index)?;
@@ -98,8 +125,11 @@ pub async fn run(
             // Against the start, so timer granularity does not lower the average rate.
             tokio::time::sleep_until(paced + Duration::from_secs_f64(n as f64 / f64::from(rate))).await;
         }
-        let key = &keys[message.order];
-        let record = FutureRecord::to(topics.pay_order).key(key.as_str()).payload(message.payload.as_slice());
+        let record_key = match key {
+            Key::Order => &keys[message.order],
+            Key::User => &user_ids[workload.orders[message.order].user],
+        };
+        let record = FutureRecord::to(topics.pay_order).key(record_key.as_str()).payload(message.payload.as_slice());
         let delivery = orders_simulator::enqueue(&producer, record)
             .await
             .map_err(|error| format!("producing {}: {error}", message.message_id))?;

@@ -67,7 +67,7 @@ impl Service {
             .and_then(|listener| listener.local_addr())
             .map_err(|e| format!("finding a free port: {e}"))?
             .port();
-        let log = std::env::temp_dir().join(format!("payment-bench-service-{}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!("payment-bench-service-{}-{port}.log", std::process::id()));
         let out = File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("opening {}: {e}", log.display()))?;
         let child = Command::new(binary)

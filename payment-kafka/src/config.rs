@@ -157,6 +157,10 @@ impl KafkaConfig {
     }
 }
 
+/// Default of [`ConsumerConfig::max_batches_in_flight`] (see `docs/scaling.md` for the
+/// measurements it rests on).
+pub const DEFAULT_MAX_BATCHES_IN_FLIGHT: usize = 2;
+
 /// How the `pay.order` consumer batches and retries.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -164,6 +168,12 @@ pub struct ConsumerConfig {
     pub group_id: String,
     /// Most messages in one batch (one database transaction).
     pub batch_max_messages: usize,
+    /// Most batches applied at once, each on its own database connection. Every (topic,
+    /// partition) is pinned to one of this many lanes, which applies its batches one after the
+    /// other, so a partition's commands stay in order and its offsets are stored in order; the
+    /// lanes run side by side. 1 is the one-batch-at-a-time consumer. Keep the database pool
+    /// above it (the publisher, deposits and reads need connections too). Zero counts as 1.
+    pub max_batches_in_flight: usize,
     /// How long a batch waits for more messages after its first one while no other batch is
     /// being applied. Zero is group commit: a batch goes once every fetched message is in it, and
     /// batches grow with the load because the next one gathers while the previous one commits.
@@ -200,6 +210,7 @@ impl Default for ConsumerConfig {
         Self {
             group_id: "payment-service".into(),
             batch_max_messages: 500,
+            max_batches_in_flight: DEFAULT_MAX_BATCHES_IN_FLIGHT,
             batch_linger: Duration::ZERO,
             retry_first_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),

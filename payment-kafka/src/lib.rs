@@ -71,7 +71,10 @@ pub mod telemetry;
 mod topics;
 pub mod trace_context;
 
-pub use config::{is_sensitive_property, ConsumerConfig, KafkaConfig, PublisherConfig, Topics, PROTECTED_PROPERTIES};
+pub use config::{
+    is_sensitive_property, ConsumerConfig, KafkaConfig, PublisherConfig, Topics, DEFAULT_MAX_BATCHES_IN_FLIGHT,
+    PROTECTED_PROPERTIES,
+};
 pub use consumer::{ConsumerHealth, PayOrderConsumer, StuckPartition};
 pub use embedded::EmbeddedCluster;
 pub use error::KafkaError;

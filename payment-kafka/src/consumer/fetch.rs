@@ -1,20 +1,24 @@
 //! The fetch thread: the only owner of the Kafka client. It polls a `BaseConsumer`, cuts the
-//! stream into bounded batches for the async applier, stores offsets once the applier reports a
-//! batch committed, watches for a stalled client, and closes clients by a protocol that cannot
-//! hang the caller.
+//! stream into bounded batches for the async applier's lanes (`lanes.rs`: each partition pinned
+//! to one lane, up to `max_batches_in_flight` lanes applied side by side), stores offsets once a
+//! lane reports a batch committed, watches for a stalled client, and closes clients by a protocol
+//! that cannot hang the caller.
 //!
-//! Batching is group commit: a batch goes to the applier as soon as the applier is free and every
-//! message already fetched is in it (after `batch_linger`, when that is set). While a batch is
-//! being applied the next one gathers, so batches grow with the load by themselves: a lone
-//! command waits for no one, and a backlog is applied `batch_max_messages` at a time.
+//! Batching is group commit, per lane: a lane's batch goes to its applier as soon as that applier
+//! is free and every message already fetched is in it (after `batch_linger`, when that is set).
+//! While a batch is being applied the lane's next one gathers, so batches grow with the load by
+//! themselves: a lone command waits for no one, and a backlog is applied `batch_max_messages` at
+//! a time.
 //!
-//! Flow control: at most one batch is being applied, one full batch waits in the hand-over channel
-//! and one is being gathered here. When all three are full the thread stops polling until the
-//! applier catches up; it polls again within [`POLL_SLICE`] of the next commit. A rebalance
-//! arriving in that window is served as soon as polling resumes — within one batch's apply time
-//! (librdkafka only leaves the group when `max.poll.interval.ms`, 5 min by default, passes without
-//! a poll, e.g. when the store has been down that long; the partitions then move to a member that
-//! can apply them).
+//! Flow control, per lane: at most one batch is being applied, one full batch waits in the lane's
+//! hand-over channel and one is being gathered here — at most `3 × max_batches_in_flight ×
+//! batch_max_messages` decoded messages in the process, besides librdkafka's own fetch queue.
+//! When a lane has all three full the thread stops polling (the next message may be that lane's)
+//! until its applier catches up, handing the other lanes what they gathered meanwhile; it polls
+//! again within [`POLL_SLICE`] of that commit. A rebalance arriving in that window is served as
+//! soon as polling resumes — within one batch's apply time (librdkafka only leaves the group when
+//! `max.poll.interval.ms`, 5 min by default, passes without a poll, e.g. when the store has been
+//! down that long; the partitions then move to a member that can apply them).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -32,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::PayOrderContext;
 use super::health::ConsumerHealth;
+use super::lanes::Lanes;
 use super::offsets::{Ack, Epoch, OffsetTracker, Offsets};
 use super::unreadable::is_unreadable_record;
 use crate::config::{ConsumerConfig, KafkaConfig};
@@ -56,12 +61,14 @@ pub struct Batch {
     pub offsets: Offsets,
     /// When its first message was fetched; see `offsets`.
     pub epoch: Epoch,
+    /// The lane that applies it (see `lanes.rs`).
+    pub lane: usize,
 }
 
 impl Batch {
     /// What the applier reports once the batch committed.
     pub fn ack(self) -> Ack {
-        Ack { epoch: self.epoch, offsets: self.offsets }
+        Ack { epoch: self.epoch, offsets: self.offsets, lane: self.lane }
     }
 
     fn push(&mut self, message: &BorrowedMessage<'_>, epoch: Epoch, refund_topic: &str) {
@@ -115,7 +122,8 @@ pub struct Fetcher {
     pub config: ConsumerConfig,
     pub health: ConsumerHealth,
     pub stop: CancellationToken,
-    pub batches: Sender<Batch>,
+    /// One hand-over channel (of one) per lane.
+    pub batches: Vec<Sender<Batch>>,
     pub acks: Receiver<Ack>,
 }
 
@@ -133,7 +141,7 @@ impl Fetcher {
                     let wait = backoff.next_wait();
                     tracing::error!(%error, ?wait, "cannot create the Kafka consumer; retrying");
                     // Nobody would apply what this client fetched: stop retrying.
-                    if self.stop.is_cancelled() || self.batches.is_closed() {
+                    if self.stop.is_cancelled() || self.batches.iter().all(Sender::is_closed) {
                         return;
                     }
                     thread::sleep(wait);
@@ -141,10 +149,11 @@ impl Fetcher {
                 }
             };
             backoff.reset();
-            let mut acks = Acks { in_flight: 0, tracker: OffsetTracker::new(clients), client: clients };
+            let lanes = Lanes::new(self.batches.len());
+            let mut acks = Acks { lanes, tracker: OffsetTracker::new(clients), client: clients };
             let exit = self.fetch(&client, &mut acks);
-            // At shutdown the applier finishes (or abandons) the batch in hand and hangs up; only
-            // then are the offsets final. A stalled client waits for the batches it handed over.
+            // At shutdown every lane finishes (or abandons) the batch in hand and hangs up; only
+            // then are the offsets final. A stalled client waits for every batch it handed over.
             let deadline = Instant::now() + self.config.close_timeout;
             self.settle(&client, &mut acks, deadline, matches!(exit, Exit::Stop));
             close_within(client, deadline, &self.health);
@@ -158,10 +167,7 @@ impl Fetcher {
 
     fn fetch(&self, client: &Client, acks: &mut Acks) -> Exit {
         let batch_max = self.config.batch_max_messages.max(1);
-        let mut gathering = Batch::default();
-        // When the gathering batch may go to a free applier (its first message + `batch_linger`).
-        let mut deadline: Option<Instant> = None;
-        // Whether the last poll found nothing more to add: every fetched message is in the batch.
+        // Whether the last poll found nothing more to add: every fetched message is gathered.
         let mut drained = false;
         // The last time this thread received a message or was not asking for one.
         let mut progress = Instant::now();
@@ -171,24 +177,23 @@ impl Fetcher {
             if self.take_acks(client, acks).is_err() || self.stop.is_cancelled() {
                 return Exit::Stop;
             }
-            let full = gathering.messages.len() >= batch_max;
-            let applier_free = acks.in_flight == 0;
-            let lingered = deadline.is_some_and(|d| Instant::now() >= d);
-            // A batch that is not full only goes to a free applier, so only a full one can find the
-            // channel taken; it waits below for the commit that frees it.
-            if full || (applier_free && drained && lingered) {
-                match self.batches.try_send(std::mem::take(&mut gathering)) {
-                    Ok(()) => {
-                        acks.in_flight += 1;
-                        deadline = None;
-                        continue;
-                    }
+            // While a full lane holds fetching up, the other lanes take what they have.
+            let held_up = acks.lanes.any_full(batch_max);
+            let now = Instant::now();
+            for lane in 0..acks.lanes.count() {
+                // A batch that is not full only goes to a free applier, so only a full one can
+                // find its channel taken; it waits below for the commit that frees it.
+                if !acks.lanes.ready(lane, batch_max, drained || held_up, now) {
+                    continue;
+                }
+                match self.batches[lane].try_send(acks.lanes.take(lane)) {
+                    Ok(()) => acks.lanes.handed_over(lane),
                     Err(TrySendError::Closed(_)) => return Exit::Stop,
-                    Err(TrySendError::Full(batch)) => gathering = batch,
+                    Err(TrySendError::Full(batch)) => acks.lanes.put_back(lane, batch),
                 }
             }
-            if full {
-                // Nothing more fits: wait for a commit instead of fetching.
+            if acks.lanes.any_full(batch_max) {
+                // Nothing more fits in that lane: wait for a commit instead of fetching.
                 match self.acks.recv_timeout(POLL_SLICE) {
                     Ok(ack) => self.acknowledged(client, acks, &ack),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -198,19 +203,18 @@ impl Fetcher {
                 next_stall_check = progress + self.config.stall_timeout;
                 continue;
             }
-            let timeout = match deadline {
-                None => IDLE_POLL,
-                // Gathering while a batch is applied: short polls, so its commit is seen at once.
-                Some(_) if !applier_free => POLL_SLICE,
-                // The applier is free: take what is already fetched without waiting, then go.
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(IDLE_POLL),
-            };
+            let timeout = acks.lanes.poll_timeout(Instant::now(), POLL_SLICE, IDLE_POLL);
             match client.poll(timeout) {
                 Some(Ok(message)) => {
                     self.health.message_received();
-                    let epoch = Epoch { client: acks.client, rebalances: self.health.rebalances() };
-                    gathering.push(&message, epoch, &self.kafka.topics.refund_order);
-                    deadline.get_or_insert_with(|| Instant::now() + self.config.batch_linger);
+                    let rebalances = self.health.rebalances();
+                    let epoch = Epoch { client: acks.client, rebalances };
+                    let lane = acks.lanes.lane_of(message.topic(), message.partition(), rebalances);
+                    acks.lanes.gather(lane, self.config.batch_linger).push(
+                        &message,
+                        epoch,
+                        &self.kafka.topics.refund_order,
+                    );
                     drained = false;
                     progress = Instant::now();
                     next_stall_check = progress + self.config.stall_timeout;
@@ -237,7 +241,7 @@ impl Fetcher {
             if Instant::now() >= next_stall_check {
                 next_stall_check = Instant::now() + STALL_RECHECK;
                 let waiting = client.assignment().map(|a| client.context().waiting_messages(&a)).unwrap_or(0);
-                if waiting > 0 && gathering.messages.is_empty() {
+                if waiting > 0 && acks.lanes.nothing_gathered() {
                     self.health.stalled();
                     tracing::warn!(
                         waiting,
@@ -270,7 +274,7 @@ impl Fetcher {
             tracing::info!("a replaced client's batch committed; its partitions resume at the committed offsets");
             return;
         }
-        acks.in_flight = acks.in_flight.saturating_sub(1);
+        acks.lanes.acknowledged(ack.lane);
         if verdict.store.is_empty() && !ack.offsets.is_empty() {
             tracing::info!(
                 "partitions were reassigned while a batch was applied; its offsets are not stored and its \
@@ -286,13 +290,13 @@ impl Fetcher {
         }
     }
 
-    /// Waits, without fetching, until the batches handed over are acknowledged (or, at shutdown,
-    /// until the applier hangs up), storing their offsets, or until `deadline`.
+    /// Waits, without fetching, until every batch handed over, in every lane, is acknowledged (or,
+    /// at shutdown, until every lane hangs up), storing their offsets, or until `deadline`.
     fn settle(&self, client: &Client, acks: &mut Acks, deadline: Instant, until_hang_up: bool) {
-        while until_hang_up || acks.in_flight > 0 {
+        while until_hang_up || acks.lanes.in_flight() > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::warn!(
-                    in_flight = acks.in_flight,
+                    in_flight = acks.lanes.in_flight(),
                     "batches still uncommitted at close; they will be delivered again"
                 );
                 return;
@@ -306,9 +310,9 @@ impl Fetcher {
     }
 }
 
-/// One client's batches in flight and stored offsets.
+/// One client's lanes (batches gathered and in flight) and stored offsets.
 struct Acks {
-    in_flight: usize,
+    lanes: Lanes,
     tracker: OffsetTracker,
     /// Which client this is, for the batches it fetches.
     client: u64,

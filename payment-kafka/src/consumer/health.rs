@@ -21,6 +21,8 @@ struct Counters {
     client_replacements: AtomicU64,
     closes_over_bound: AtomicU64,
     unreadable_record_errors: AtomicU64,
+    applying: AtomicU64,
+    most_applying: AtomicU64,
     stuck: Mutex<Vec<StuckPartition>>,
 }
 
@@ -61,6 +63,16 @@ impl ConsumerHealth {
         self.0.closes_over_bound.load(Ordering::Relaxed)
     }
 
+    /// Batches being applied right now (at most `max_batches_in_flight`).
+    pub fn batches_applying(&self) -> u64 {
+        self.0.applying.load(Ordering::Relaxed)
+    }
+
+    /// The most batches ever applied at the same time: shows whether lanes ran side by side.
+    pub fn most_batches_applying(&self) -> u64 {
+        self.0.most_applying.load(Ordering::Relaxed)
+    }
+
     /// Consumer errors that said a record cannot be read (each repeat counts).
     pub fn unreadable_record_errors(&self) -> u64 {
         self.0.unreadable_record_errors.load(Ordering::Relaxed)
@@ -86,6 +98,14 @@ impl ConsumerHealth {
         }
     }
 
+    /// A lane starts applying a batch; the returned guard says when it stops (committed,
+    /// abandoned at shutdown or dropped alike).
+    pub(crate) fn applying(&self) -> Applying {
+        let now = self.0.applying.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0.most_applying.fetch_max(now, Ordering::Relaxed);
+        Applying(self.clone())
+    }
+
     pub(crate) fn batch_committed(&self, messages: usize) {
         self.0.batches.fetch_add(1, Ordering::Relaxed);
         self.0.applied_messages.fetch_add(messages as u64, Ordering::Relaxed);
@@ -109,5 +129,14 @@ impl ConsumerHealth {
 
     pub(crate) fn close_overran(&self) {
         self.0.closes_over_bound.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One batch being applied, counted in [`ConsumerHealth::batches_applying`] while it lives.
+pub(crate) struct Applying(ConsumerHealth);
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        self.0 .0.applying.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -5,9 +5,9 @@
 //! # Two halves: a fetch thread and an async applier
 //!
 //! A dedicated OS thread owns the Kafka client (a `BaseConsumer`) and does nothing but poll it
-//! ([`fetch`]): it decodes messages into bounded batches and hands them over a channel of one to
-//! the async side, which applies each batch in one unit of work ([`Payments::pay_orders`]) and
-//! reports the committed offsets back; only then does the thread store them. Offsets are stored
+//! ([`fetch`]): it decodes messages into bounded batches and hands them over to the async side,
+//! which applies each batch in one unit of work ([`Payments::pay_orders`]) and reports the
+//! committed offsets back; only then does the thread store them. Offsets are stored
 //! with `enable.auto.offset.store=false` and committed by librdkafka's auto-commit, which only
 //! commits what was stored — so a batch that has not committed in the database is never
 //! acknowledged to Kafka, on revoke or shutdown included. A batch that fails for a transient
@@ -15,6 +15,21 @@
 //! delivered again and the inbox turns the replay into a no-op. A batch the store refuses twice
 //! is split until the refused command is alone, which is dead-lettered as `store_rejected`
 //! ([`Payments::pay_orders_isolating`]); its offsets are stored once every part committed.
+//!
+//! # Lanes: batches of disjoint partitions side by side
+//!
+//! One batch at a time on one connection can never pass what one connection does. So the async
+//! side runs `max_batches_in_flight` lanes, each with its own hand-over channel of one and its
+//! own unit of work at a time (so its own database connection); every partition is pinned to one
+//! lane ([`lanes`]), which keeps each partition's commands in order and its acknowledgements in
+//! order, while lanes holding other partitions apply at the same time. Two lanes touching the
+//! same account or order wait for each other's locks (taken in one sorted order, so without a
+//! cycle); a race that still ends in a conflict error (unique violation, serialization failure,
+//! deadlock detected) is transient, so it is retried, never dead-lettered. Shutdown and a client
+//! replacement wait for every lane's batches before the client is closed; a revocation does not
+//! wait (it is served inside `poll`): a batch fetched before a rebalance stores no offset when it
+//! commits (`offsets.rs`), and its messages, read again by the partitions' owner, are
+//! redeliveries.
 //!
 //! # Why not rust-rdkafka's `StreamConsumer`
 //!
@@ -48,6 +63,7 @@
 mod context;
 mod fetch;
 mod health;
+mod lanes;
 mod offsets;
 mod unreadable;
 
@@ -66,6 +82,7 @@ pub use health::ConsumerHealth;
 pub use unreadable::StuckPartition;
 
 use self::fetch::{Batch, Fetcher};
+use self::offsets::Ack;
 use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::{telemetry, KafkaError};
 
@@ -94,12 +111,13 @@ impl<S: Store> PayOrderConsumer<S> {
         self.health.clone()
     }
 
-    /// Runs until `shutdown`: the batch in hand is finished (or, if it cannot commit, left for
-    /// redelivery), committed offsets are stored and committed, and the consumer leaves its group.
-    /// Returns within about `close_timeout` of `shutdown`.
+    /// Runs until `shutdown`: every lane's batch in hand is finished (or, if it cannot commit,
+    /// left for redelivery), committed offsets are stored and committed, and the consumer leaves
+    /// its group. Returns within about `close_timeout` of `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(topic = %self.kafka.topics.pay_order, refund_topic = %self.kafka.topics.refund_order, group = %self.config.group_id, "pay.order consumer started");
-        let (batch_sender, mut batches) = mpsc::channel::<Batch>(1);
+        let lanes = self.config.max_batches_in_flight.max(1);
+        tracing::info!(topic = %self.kafka.topics.pay_order, refund_topic = %self.kafka.topics.refund_order, group = %self.config.group_id, max_batches_in_flight = lanes, "pay.order consumer started");
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes).map(|_| mpsc::channel::<Batch>(1)).unzip();
         let (acks, ack_receiver) = std::sync::mpsc::channel();
         let (exited, exit) = oneshot::channel::<()>();
         let fetcher = Fetcher {
@@ -107,7 +125,7 @@ impl<S: Store> PayOrderConsumer<S> {
             config: self.config.clone(),
             health: self.health.clone(),
             stop: shutdown.clone(),
-            batches: batch_sender,
+            batches: senders,
             acks: ack_receiver,
         };
         let spawned = std::thread::Builder::new().name("pay-order-fetch".into()).spawn(move || {
@@ -118,6 +136,30 @@ impl<S: Store> PayOrderConsumer<S> {
             tracing::error!(%error, "cannot start the pay.order fetch thread; the consumer does not run");
             return;
         }
+        // The lanes run as futures of this one task: the work is waiting on the database, and
+        // borrowing `self` keeps every lane inside `run`, so none outlives the consumer.
+        let lanes: Vec<_> = receivers.into_iter().map(|batches| self.lane(batches, acks.clone(), &shutdown)).collect();
+        drop(acks);
+        futures::future::join_all(lanes).await;
+        match tokio::time::timeout(self.config.close_timeout + CLOSE_MARGIN, exit).await {
+            Ok(_) => tracing::info!("pay.order consumer stopped"),
+            Err(_) => tracing::error!(
+                bound = ?self.config.close_timeout,
+                "the pay.order fetch thread did not stop in time; leaving it behind"
+            ),
+        }
+    }
+
+    /// One lane: applies the batches handed to it one after the other, reporting each commit.
+    /// Ends at shutdown (once the batch in hand committed or was abandoned) or when the fetch
+    /// thread is gone; dropping `acks` then tells the fetch thread that no more commits will come
+    /// from this lane.
+    async fn lane(
+        &self,
+        mut batches: mpsc::Receiver<Batch>,
+        acks: std::sync::mpsc::Sender<Ack>,
+        shutdown: &CancellationToken,
+    ) {
         loop {
             let batch = tokio::select! {
                 biased;
@@ -126,23 +168,16 @@ impl<S: Store> PayOrderConsumer<S> {
             };
             // `None`: the fetch thread ended (it only does so on shutdown).
             let Some(batch) = batch else { break };
-            if !self.apply(&batch, &shutdown).await {
+            let applying = self.health.applying();
+            let committed = self.apply(&batch, shutdown).await;
+            drop(applying);
+            if !committed {
                 break;
             }
             self.health.batch_committed(batch.messages.len());
             if acks.send(batch.ack()).is_err() {
                 break;
             }
-        }
-        // Hanging up tells the fetch thread that no more commits will be reported.
-        drop(acks);
-        drop(batches);
-        match tokio::time::timeout(self.config.close_timeout + CLOSE_MARGIN, exit).await {
-            Ok(_) => tracing::info!("pay.order consumer stopped"),
-            Err(_) => tracing::error!(
-                bound = ?self.config.close_timeout,
-                "the pay.order fetch thread did not stop in time; leaving it behind"
-            ),
         }
     }
 

@@ -13,9 +13,10 @@
 //!   against its batches in flight, which would make it think the applier free, or a later
 //!   settle finish before its own batches committed.
 //!
-//! Within one assignment the applier acknowledges batches in order, so offsets only grow; the
-//! tracker still refuses an offset at or below one already stored, so no interleaving it did not
-//! foresee can lower a partition's position.
+//! Within one assignment a partition is pinned to one lane, which acknowledges its batches in
+//! order, so a partition's offsets only grow (lanes running side by side hold other partitions);
+//! the tracker still refuses an offset at or below one already stored, so no interleaving it did
+//! not foresee can lower a partition's position.
 
 use std::collections::BTreeMap;
 
@@ -31,11 +32,12 @@ pub struct Epoch {
     pub rebalances: u64,
 }
 
-/// A batch the applier committed: its epoch and offsets.
+/// A batch the applier committed: its epoch, offsets and lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub epoch: Epoch,
     pub offsets: Offsets,
+    pub lane: usize,
 }
 
 /// What to do with one acknowledgement.
@@ -95,6 +97,7 @@ mod tests {
     fn ack(client: u64, rebalances: u64, offsets: &[(i32, i64)]) -> Ack {
         Ack {
             epoch: Epoch { client, rebalances },
+            lane: 0,
             offsets: offsets.iter().map(|(p, o)| (("pay.order".to_string(), *p), *o)).collect(),
         }
     }

@@ -162,6 +162,8 @@ pub fn consumer_config() -> ConsumerConfig {
     ConsumerConfig {
         group_id: "payments".into(),
         batch_max_messages: 50,
+        // As in production: lanes side by side, so every consumer test runs them.
+        max_batches_in_flight: payment_kafka::DEFAULT_MAX_BATCHES_IN_FLIGHT,
         batch_linger: Duration::ZERO,
         session_timeout: Duration::from_secs(6),
         retry_first_backoff: Duration::from_millis(50),
