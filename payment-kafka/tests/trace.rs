@@ -137,6 +137,19 @@ fn events_continue_the_command_trace_and_spans_link_up() {
             let [span] = named(step, batch.span_context.trace_id())[..] else { panic!("one {step} in {spans:#?}") };
             assert_eq!(span.parent_span_id, unit.span_context.span_id(), "{step} is a step of the unit of work");
         }
+        // The fetch thread's spans: one per batch handed to the applier, with what it gathered.
+        let fetched: Vec<&SpanData> = spans.iter().filter(|s| s.name == "fetch").collect();
+        assert!(!fetched.is_empty(), "no fetch span in {spans:#?}");
+        let gathered: i64 = fetched
+            .iter()
+            .flat_map(|s| s.attributes.iter())
+            .filter(|kv| kv.key.as_str() == "messages")
+            .filter_map(|kv| match kv.value {
+                opentelemetry::Value::I64(n) => Some(n),
+                _ => None,
+            })
+            .sum();
+        assert!(gathered >= 4, "the fetch spans count the messages handed over: {gathered} in {fetched:#?}");
         println!("{}", tree(&spans, shop_trace, shop_span, batch, paid));
     });
 }

@@ -63,6 +63,8 @@ pub struct Batch {
     pub epoch: Epoch,
     /// The lane that applies it (see `lanes.rs`).
     pub lane: usize,
+    /// The `fetch` span: from the batch's first message to its hand-over to the applier.
+    fetch: Option<tracing::Span>,
 }
 
 impl Batch {
@@ -74,6 +76,10 @@ impl Batch {
     fn push(&mut self, message: &BorrowedMessage<'_>, epoch: Epoch, refund_topic: &str) {
         if self.messages.is_empty() {
             self.epoch = epoch;
+            // A root of its own: the commands' traces are linked from the batch's apply span.
+            self.fetch = Some(
+                tracing::info_span!(parent: None, "fetch", messages = tracing::field::Empty, partitions = tracing::field::Empty),
+            );
         }
         let key = (message.topic().to_string(), message.partition());
         let last = self.offsets.entry(key).or_insert(message.offset());
@@ -186,10 +192,23 @@ impl Fetcher {
                 if !acks.lanes.ready(lane, batch_max, drained || held_up, now) {
                     continue;
                 }
-                match self.batches[lane].try_send(acks.lanes.take(lane)) {
-                    Ok(()) => acks.lanes.handed_over(lane),
+                let mut batch = acks.lanes.take(lane);
+                let (messages, partitions) = (batch.messages.len(), batch.offsets.len());
+                let fetch = batch.fetch.take();
+                match self.batches[lane].try_send(batch) {
+                    Ok(()) => {
+                        if let Some(fetch) = fetch {
+                            // As i64: OpenTelemetry has no unsigned integers (a u64 would be a string).
+                            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                            fetch.record("messages", count(messages)).record("partitions", count(partitions));
+                        }
+                        acks.lanes.handed_over(lane);
+                    }
                     Err(TrySendError::Closed(_)) => return Exit::Stop,
-                    Err(TrySendError::Full(batch)) => acks.lanes.put_back(lane, batch),
+                    Err(TrySendError::Full(mut batch)) => {
+                        batch.fetch = fetch;
+                        acks.lanes.put_back(lane, batch);
+                    }
                 }
             }
             if acks.lanes.any_full(batch_max) {
