@@ -469,7 +469,8 @@ async fn two_instances(
         // (the join round, the first member's revocation and reassignment take a few seconds on
         // the mock broker), and a little after.
         let joined = Instant::now();
-        while !std::fs::read_to_string(&second.log).unwrap_or_default().contains("rebalance=Assign") {
+        let assigned = |log: String| log.lines().any(|l| l.contains("partitions rebalanced") && l.contains("assign"));
+        while !assigned(std::fs::read_to_string(&second.log).unwrap_or_default()) {
             if joined.elapsed() > GROUP_JOIN_TIMEOUT {
                 return Err(format!("the second instance got no partitions within {GROUP_JOIN_TIMEOUT:?}").into());
             }
