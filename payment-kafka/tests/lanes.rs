@@ -13,9 +13,8 @@ use payment_core::ports::{Outbox, Store};
 use payment_core::testing::{Inspect, Snapshot};
 use payment_core::Payments;
 use payment_postgres::PgStore;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset};
+
 use rust_decimal::Decimal;
 
 /// Produces `records` to one partition of `pay.order`, in order (the producer is idempotent).
@@ -31,19 +30,7 @@ async fn send_to(broker: &Broker, producer: &FutureProducer, partition: i32, rec
 
 /// The group's committed offset of each `pay.order` partition (0 when none).
 fn committed(broker: &Broker, group: &str) -> Vec<i64> {
-    tokio::task::block_in_place(|| {
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.config.brokers)
-            .set("group.id", group)
-            .create()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            tpl.add_partition(&broker.config.topics.pay_order, partition);
-        }
-        let offsets = reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
-        offsets.elements().iter().map(|e| if let Offset::Offset(n) = e.offset() { n } else { 0 }).collect()
-    })
+    tokio::task::block_in_place(|| broker.offset_reader(group).committed())
 }
 
 /// Waits until the committed offsets satisfy `done`; panics after [`WAIT`].

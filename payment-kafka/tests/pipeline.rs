@@ -11,10 +11,9 @@ use payment_core::ports::{Outbox, Store};
 use payment_core::testing::faults::{FaultPoint, FaultyStore};
 use payment_core::testing::{block_on, Inspect};
 use payment_core::Payments;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message, Offset};
+use rdkafka::Message;
 use rust_decimal::Decimal;
 
 fn users(n: usize) -> Vec<String> {
@@ -70,17 +69,7 @@ async fn happy_path<S: Store + Outbox + Inspect>(store: S) {
 
 /// Offsets of the consumer group as committed on the broker.
 fn committed(broker: &Broker, group: &str) -> i64 {
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.config.brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for partition in 0..common::PARTITIONS {
-        tpl.add_partition(&broker.config.topics.pay_order, partition);
-    }
-    let offsets = reader.committed_offsets(tpl, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
-    offsets.elements().iter().map(|e| if let Offset::Offset(n) = e.offset() { n } else { 0 }).sum()
+    broker.offset_reader(group).committed().iter().sum()
 }
 
 async fn redelivery_after_the_database_commit_changes_nothing<S: Store + Outbox + Inspect>(store: S) {

@@ -28,9 +28,8 @@ use payment_core::ports::{Outbox, Store};
 use payment_core::testing::faults::FaultyStore;
 use payment_core::testing::Inspect;
 use payment_core::Payments;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use rust_decimal::Decimal;
 
 const PER_PARTITION: i64 = 10;
@@ -63,27 +62,13 @@ struct CommittedOffsets {
 
 impl CommittedOffsets {
     fn watch(broker: &Broker, group: &str) -> Self {
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.config.brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap_or_else(|e| panic!("offset reader: {e}"));
-        let topic = broker.config.topics.pay_order.clone();
+        let reader = broker.offset_reader(group);
         let (history, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
         let (seen, stopping) = (history.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut partitions = TopicPartitionList::new();
-            for partition in 0..PARTITIONS {
-                partitions.add_partition(&topic, partition);
-            }
             while !stopping.load(Ordering::SeqCst) {
-                if let Ok(committed) = reader.committed_offsets(partitions.clone(), Duration::from_secs(2)) {
-                    let now: BTreeMap<i32, i64> = committed
-                        .elements()
-                        .iter()
-                        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { 0 }))
-                        .collect();
+                if let Ok(committed) = reader.try_committed(Duration::from_secs(2)) {
+                    let now: BTreeMap<i32, i64> = (0..).zip(committed).collect();
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                     if seen.last() != Some(&now) {
                         seen.push(now);

@@ -166,6 +166,10 @@ fn tree(spans: &[SpanData], trace: TraceId, shop_span: SpanId, batch: &SpanData,
         found.sort_by_key(|s| s.start_time);
         found
     }
+    /// `trace/span` of each span the span links to.
+    fn links(span: &SpanData) -> Vec<String> {
+        span.links.links.iter().map(|l| format!("{}/{}", l.span_context.trace_id(), l.span_context.span_id())).collect()
+    }
     fn walk(
         out: &mut String,
         spans: &[SpanData],
@@ -175,12 +179,7 @@ fn tree(spans: &[SpanData], trace: TraceId, shop_span: SpanId, batch: &SpanData,
         ms: &dyn Fn(&SpanData) -> f64,
     ) {
         for span in children(spans, trace, parent) {
-            let links: Vec<String> = span
-                .links
-                .links
-                .iter()
-                .map(|l| format!("{}/{}", l.span_context.trace_id(), l.span_context.span_id()))
-                .collect();
+            let links = links(span);
             let _ = writeln!(
                 out,
                 "{}└─ {} span {} ({:?}, {:.1} ms){}",
@@ -202,12 +201,7 @@ fn tree(spans: &[SpanData], trace: TraceId, shop_span: SpanId, batch: &SpanData,
         header(event, "traceparent").unwrap_or_default()
     );
     let _ = writeln!(out, "trace {} (the batch)", batch.span_context.trace_id());
-    let links: Vec<String> = batch
-        .links
-        .links
-        .iter()
-        .map(|l| format!("{}/{}", l.span_context.trace_id(), l.span_context.span_id()))
-        .collect();
+    let links = links(batch);
     let _ = writeln!(
         out,
         "└─ {} span {} ({:.1} ms) links → {}",

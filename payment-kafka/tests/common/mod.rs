@@ -10,17 +10,35 @@ use payment_core::ports::{Outbox, Store};
 use payment_core::testing::{Inspect, Snapshot};
 use payment_core::Payments;
 use payment_kafka::{ConsumerConfig, ConsumerHealth, KafkaConfig, OutboxPublisher, PayOrderConsumer, PublisherConfig};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const PARTITIONS: i32 = 4;
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Reads a group's committed offsets (see [`Broker::offset_reader`]); it blocks its thread.
+pub struct OffsetReader {
+    client: BaseConsumer,
+    partitions: TopicPartitionList,
+}
+
+impl OffsetReader {
+    /// The committed offset of each `pay.order` partition, by partition number; 0 where none is.
+    pub fn try_committed(&self, timeout: Duration) -> Result<Vec<i64>, KafkaError> {
+        let committed = self.client.committed_offsets(self.partitions.clone(), timeout)?;
+        Ok(committed.elements().iter().map(|e| if let Offset::Offset(n) = e.offset() { n } else { 0 }).collect())
+    }
+
+    pub fn committed(&self) -> Vec<i64> {
+        self.try_committed(Duration::from_secs(10)).unwrap_or_else(|e| panic!("committed offsets: {e}"))
+    }
+}
 
 pub struct Broker {
     pub cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
@@ -46,6 +64,21 @@ impl Broker {
             .set("enable.idempotence", "true")
             .create()
             .unwrap_or_else(|e| panic!("producer: {e}"))
+    }
+
+    /// A client that reads `group`'s committed `pay.order` offsets and never joins the group.
+    pub fn offset_reader(&self, group: &str) -> OffsetReader {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|e| panic!("offset reader: {e}"));
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            partitions.add_partition(&self.config.topics.pay_order, partition);
+        }
+        OffsetReader { client, partitions }
     }
 
     /// Produces `pay.order` records keyed by user, as the contract asks producers to.
