@@ -33,17 +33,26 @@
 //!    example produces it to `pay.order` and reads every outcome event back
 //!    (`bench/payments.rs`). `BENCH_ORDERS` (100,000) produced flat out, until every outcome is
 //!    readable → commands/s, once per record key of `BENCH_KEY` (`order`, `user` or `both`, the
-//!    default: the contract allows either, and they load the lanes differently); with
-//!    `BENCH_INSTANCES=2` (the default), at the very end (its join and leave rebalance the group),
-//!    a second service instance joins the consumer group on the same database and broker, and the
-//!    last key's flat-out run is repeated with both (ratio to one instance); then offered loads of 20 % of the slower flat-out rate (picked by the run, rounded to 100/s: the
-//!    latency targets' load) and a fixed 1,000 orders/s, for
-//!    `BENCH_SECONDS` each → latency from produce to outcome event (p50/p99), and the outbox
-//!    lag: read time − the event's `paid_at` (taken when the batch is decided, so it also holds
-//!    the batch's apply and commit; both clocks are this machine's).
+//!    default: the contract allows either, and they load the lanes differently).
 //! 3. HTTP from this process (reqwest, one keep-alive connection per client): deposits of 1.00
 //!    at 32 connections, balance reads at 8, `BENCH_SECONDS` each → requests/s, p50/p99.
-//! 4. The service's peak RSS (`VmHWM` in `/proc/<pid>/status`), then a SIGTERM stop.
+//! 4. The service's peak RSS (`VmHWM` in `/proc/<pid>/status`).
+//! 5. With `BENCH_INSTANCES=2` (the default), a second service instance joins the consumer group
+//!    on the same database and broker, and the last key's flat-out run is repeated with both
+//!    (ratio to one instance).
+//! 6. With `BENCH_BACKLOG=1` (the default), what an operator sees after a deploy: the first key's
+//!    `BENCH_ORDERS` commands wait on the broker (this process's, separate from the service's)
+//!    while the first instance stops (SIGTERM), then a freshly started release binary with every
+//!    setting at its default (librdkafka's 500 ms fetch wait included) drains them → time from
+//!    its start to the first outcome, and commands/s from the first outcome to the last, against
+//!    the floor.
+//! 7. Offered loads of 20 % of the slower flat-out rate (picked by the run, rounded to 100/s: the
+//!    latency targets' load) and a fixed 1,000 orders/s, `BENCH_SECONDS` each, the first key →
+//!    latency from produce to outcome event (p50/p99, and its part up to the event's `paid_at`),
+//!    and the outbox lag: read time − the event's `paid_at` (taken when the batch is decided, so
+//!    it also holds the batch's apply and commit; both clocks are this machine's). Each runs on a
+//!    broker of its own with an instance of its own on the same database (see `paced_run`: the
+//!    mock broker's cost per fetch grows with its log), once the first instance has stopped.
 //!
 //! The broker is librdkafka's mock cluster, which — unlike Kafka — does not answer an empty
 //! fetch early when data arrives: every consumer waits its whole `fetch.wait.max.ms` (librdkafka's
@@ -55,9 +64,10 @@
 //! Everything shares the machine: the load generators, the broker, PostgreSQL and the service
 //! compete for the same cores, as pgbench's client does with the server. Settings:
 //! `BENCH_ORDERS` (100000, also the most: see `MAX_ORDERS`), `BENCH_SECONDS` (10), `BENCH_USERS` (1000), `BENCH_PGBENCH_SCALE`
-//! (10), `BENCH_FETCH_WAIT_MS` (5), `BENCH_KEY` (both), `BENCH_INSTANCES` (2), `BENCH_SERVICE_BIN`;
+//! (10), `BENCH_FETCH_WAIT_MS` (5), `BENCH_KEY` (both), `BENCH_INSTANCES` (2), `BENCH_BACKLOG` (1),
+//! `BENCH_SERVICE_BIN`;
 //! the service inherits this process's environment, so e.g. `CONSUMER_MAX_BATCHES_IN_FLIGHT=1`
-//! measures one batch at a time. With the defaults the whole run takes about 5 minutes.
+//! measures one batch at a time. With the defaults the whole run takes about 6 minutes.
 
 #![forbid(unsafe_code)]
 
@@ -91,6 +101,14 @@ const TOPICS: [&str; 4] = ["pay.order", "order.paid", "order.payment_failed", "p
 /// cannot create topics and the service refuses to start without them.
 const REFUND_TOPICS: [&str; 3] = ["refund.order", "order.refunded", "order.refund_failed"];
 const PARTITIONS: i32 = 4;
+const TOPIC_NAMES: payments::Topics<'static> = payments::Topics {
+    pay_order: TOPICS[0],
+    order_paid: TOPICS[1],
+    order_payment_failed: TOPICS[2],
+    warm_up: WARM_UP_TOPIC,
+};
+/// The id namespace of the backlog run's users and orders (1–5 are the other runs').
+const BACKLOG_NAMESPACE: u64 = 6;
 /// Most orders flat out: librdkafka's mock broker keeps at most 5 MiB per partition and silently
 /// drops the oldest records beyond that, consumed or not. 100,000 (25,000 per partition) fit; a
 /// run of 200,000 lost 8,938 commands that way and then waited for their outcomes.
@@ -127,6 +145,8 @@ struct Config {
     keys: Vec<Key>,
     /// 2: the last key's flat-out run again with a second instance in the group.
     instances: usize,
+    /// Last, a backlog of `orders` drained by a freshly started instance with default settings.
+    backlog: bool,
 }
 
 impl Config {
@@ -154,6 +174,7 @@ impl Config {
                 Ok(other) => return Err(format!("BENCH_KEY={other:?}: order, user or both").into()),
             },
             instances: var("BENCH_INSTANCES", 2)?,
+            backlog: var::<u8>("BENCH_BACKLOG", 1)? != 0,
         };
         if !(1..=2).contains(&config.instances) {
             return Err("BENCH_INSTANCES must be 1 or 2".into());
@@ -218,6 +239,9 @@ struct Figures {
     payments: Vec<(Key, Measured<PaymentRun>)>,
     /// Flat out with two instances in the group, keyed by the last key.
     two_instances: Option<Measured<PaymentRun>>,
+    /// A backlog drained by a freshly started instance with default settings, keyed by the
+    /// first key.
+    backlog: Option<Measured<PaymentRun>>,
     rates: Vec<(u32, Measured<PaymentRun>)>,
     /// The rate picked from the flat-out runs ([`PACED_SHARE`]), once they ran.
     paced: Option<u32>,
@@ -257,6 +281,7 @@ async fn bench(config: &Config) -> Fallible<Figures> {
         floors: Vec::new(),
         payments: Vec::new(),
         two_instances: None,
+        backlog: None,
         rates: Vec::new(),
         paced: None,
         deposits: not_run(),
@@ -386,23 +411,6 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     let first_key = config.keys.first().copied().unwrap_or(Key::Order);
     let slowest =
         figures.payments.iter().filter_map(|(_, run)| run.as_ref().ok()).map(PaymentRun::per_sec).reduce(f64::min);
-    let paced = slowest.map(|per_sec| ((per_sec * PACED_SHARE / 100.0).round() as u32).max(1) * 100);
-    figures.paced = paced;
-    let mut rates: Vec<u32> = paced.into_iter().chain([FIXED_RATE]).collect();
-    rates.dedup();
-    for (index, rate) in rates.into_iter().enumerate() {
-        let orders = (u64::from(rate) * config.length.as_secs()) as usize;
-        println!(
-            "payments at {} orders/s offered for {} s ({} orders)",
-            thousands(f64::from(rate)),
-            config.length.as_secs(),
-            thousands(orders as f64)
-        );
-        let run = payments(server, &target, config, 2 + index as u64, orders, Some(rate), first_key).await;
-        let run = run.map(|(run, _)| run);
-        let run = run.and_then(|run| service.check_alive().map(|()| run));
-        figures.rates.push((rate, kept(&format!("{rate}/s"), run, show_run)));
-    }
     let users: Vec<String> = funded.iter().map(orders_simulator::Account::header).collect();
     for (request, connections, what) in [
         (Request::Deposit, DEPOSIT_CONNECTIONS, "deposits over HTTP"),
@@ -433,17 +441,156 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     }
     let peak = service.check_alive().and_then(|()| service.peak_rss());
     figures.peak_rss = kept("service peak RSS (VmHWM)", peak, |&bytes| mib(bytes));
-    // Last: the second instance's join and leave rebalance the group, which would land in the
-    // latency figures of any run after it.
     if config.instances == 2 {
         let key = config.keys.last().copied().unwrap_or(Key::User);
         figures.two_instances = Some(two_instances(server, &target, config, &binary, key).await);
     }
+    if config.backlog {
+        figures.backlog = Some(backlog(server, &target, config, &binary, first_key, service).await);
+    } else {
+        stop(service);
+    }
+    drop(cluster);
+    // Last, with the first instance stopped: its publisher holds the database's leader lock, and
+    // each paced run's instance must publish its own events to its own broker.
+    let paced = slowest.map(|per_sec| ((per_sec * PACED_SHARE / 100.0).round() as u32).max(1) * 100);
+    figures.paced = paced;
+    let mut rates: Vec<u32> = paced.into_iter().chain([FIXED_RATE]).collect();
+    rates.dedup();
+    for (index, rate) in rates.into_iter().enumerate() {
+        let orders = (u64::from(rate) * config.length.as_secs()) as usize;
+        println!(
+            "payments at {} orders/s offered for {} s ({} orders)",
+            thousands(f64::from(rate)),
+            config.length.as_secs(),
+            thousands(orders as f64)
+        );
+        let run = paced_run(server, config, &binary, 2 + index as u64, orders, rate, first_key).await;
+        figures.rates.push((rate, kept(&format!("{rate}/s"), run, show_run)));
+    }
+}
+
+fn stop(service: service::Service) {
     match service.stop() {
         Ok((status, took)) => println!("service stopped with SIGTERM: {status} in {:.2} s", took.as_secs_f64()),
         Err(error) => println!("service stop: {error}"),
     }
+}
+
+/// What an operator sees after a deploy or an outage: `config.orders` commands wait on the
+/// broker with no service reading them, then a freshly started `payment-service` (a new process,
+/// every setting at its default: librdkafka's 500 ms fetch wait, the default lanes) drains them.
+/// The accounts are funded through the running service, which then stops; the broker is this
+/// process's, a separate process from the service's.
+async fn backlog(
+    server: &TestServer,
+    target: &Target,
+    config: &Config,
+    binary: &std::path::Path,
+    key: Key,
+    running: service::Service,
+) -> Measured<PaymentRun> {
+    println!(
+        "backlog: {} orders keyed by {} produced with no service reading, then drained by a fresh instance with default settings",
+        thousands(config.orders as f64),
+        key.name()
+    );
+    let run = async {
+        let plan = plan(config, BACKLOG_NAMESPACE, config.orders, None);
+        let accounts =
+            orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
+        drop(accounts);
+        stop(running);
+        postgres::checkpoint(server).await?;
+        let url = server.database_url("payments");
+        let start = async {
+            let spawned = Instant::now();
+            let fresh = service::Service::start(&binary.to_path_buf(), &url, &target.brokers, &[]).await?;
+            let ready = spawned.elapsed();
+            until_assigned(&fresh).await?;
+            Ok((fresh, ready, spawned.elapsed()))
+        };
+        let (run, (fresh, ready, assigned)) = payments::run(
+            &target.brokers,
+            &TOPIC_NAMES,
+            PARTITIONS,
+            &plan,
+            key,
+            config.fetch_wait_ms,
+            OUTCOME_TIMEOUT,
+            start,
+        )
+        .await?;
+        println!(
+            "  the fresh instance answered /readyz {:.1} s after its start and was assigned partitions {:.1} s after it",
+            ready.as_secs_f64(),
+            assigned.as_secs_f64()
+        );
+        stop(fresh);
+        if run.paid != config.orders {
+            return Err(format!("{} of {} orders paid, {} failed", run.paid, config.orders, run.failed).into());
+        }
+        Ok(run)
+    };
+    kept("backlog drained by a fresh instance", run.await, |run| {
+        format!(
+            "first outcome {:.1} s after the start, then {} of {} paid in {:.2} s = {} cmd/s{}",
+            run.first_outcome.as_secs_f64(),
+            thousands(run.paid as f64),
+            thousands(run.orders as f64),
+            run.drain.as_secs_f64(),
+            thousands(run.drained_per_sec()),
+            if run.extra_events > 0 {
+                format!("; {} repeated outcome events", run.extra_events)
+            } else {
+                String::new()
+            }
+        )
+    })
+}
+
+/// Waits until `service` logs its first partition assignment; how long that took.
+async fn until_assigned(service: &service::Service) -> Fallible<Duration> {
+    let joined = Instant::now();
+    let assigned = |log: String| log.lines().any(|l| l.contains("partitions rebalanced") && l.contains("assign"));
+    while !assigned(std::fs::read_to_string(&service.log).unwrap_or_default()) {
+        if joined.elapsed() > GROUP_JOIN_TIMEOUT {
+            return Err(format!("the instance got no partitions within {GROUP_JOIN_TIMEOUT:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(joined.elapsed())
+}
+
+/// One paced run on a broker of its own, served by an instance of its own on the same
+/// database. librdkafka's mock broker keeps no index of a partition's log: every fetch walks
+/// the partition's message sets from the first (`rd_kafka_mock_msgset_find`), and a paced
+/// producer writes one set per record, so on the broker of the flat-out runs the broker's own
+/// thread took a third of this machine's CPU at 1,000/s and most of the latency measured
+/// (`perf`, 2026-11-27). A Kafka broker finds an offset through its index.
+async fn paced_run(
+    server: &TestServer,
+    config: &Config,
+    binary: &std::path::Path,
+    namespace: u64,
+    orders: usize,
+    rate: u32,
+    key: Key,
+) -> Fallible<PaymentRun> {
+    let cluster = mock_broker()?;
+    let brokers = cluster.bootstrap_servers();
+    let url = server.database_url("payments");
+    let extra: Vec<(&str, String)> =
+        config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
+    let mut fresh = service::Service::start(&binary.to_path_buf(), &url, &brokers, &extra).await?;
+    let joined = until_assigned(&fresh).await?;
+    println!("  on a fresh broker; its instance was assigned partitions after {:.1} s", joined.as_secs_f64());
+    let target = Target::new(fresh.base_url.clone(), brokers.clone());
+    let run = payments(server, &target, config, namespace, orders, Some(rate), key).await;
+    let run = run.and_then(|(run, _)| fresh.check_alive().map(|()| run));
+    stop(fresh);
     drop(cluster);
+    run
 }
 
 /// A second instance joins the group on the same database and broker; one flat-out run with
@@ -468,15 +615,8 @@ async fn two_instances(
         // Ready is not joined: the clock starts once the second instance logged its assignment
         // (the join round, the first member's revocation and reassignment take a few seconds on
         // the mock broker), and a little after.
-        let joined = Instant::now();
-        let assigned = |log: String| log.lines().any(|l| l.contains("partitions rebalanced") && l.contains("assign"));
-        while !assigned(std::fs::read_to_string(&second.log).unwrap_or_default()) {
-            if joined.elapsed() > GROUP_JOIN_TIMEOUT {
-                return Err(format!("the second instance got no partitions within {GROUP_JOIN_TIMEOUT:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        println!("  second instance assigned partitions after {:.1} s", joined.elapsed().as_secs_f64());
+        let joined = until_assigned(&second).await?;
+        println!("  second instance assigned partitions after {:.1} s", joined.as_secs_f64());
         tokio::time::sleep(GROUP_SETTLE).await;
         let (run, _) = payments(server, target, config, 5, config.orders, None, key).await?;
         second.check_alive()?;
@@ -501,7 +641,33 @@ async fn payments(
     rate: Option<u32>,
     key: Key,
 ) -> Fallible<(PaymentRun, Vec<orders_simulator::Account>)> {
-    let plan = Plan {
+    let plan = plan(config, namespace, orders, rate);
+    let prepared = Instant::now();
+    let accounts = orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
+    println!("  {} accounts funded over HTTP in {:.1} s", config.users, prepared.elapsed().as_secs_f64());
+    postgres::checkpoint(server).await?;
+    let ready = std::future::ready(Ok(()));
+    let (run, ()) = payments::run(
+        &target.brokers,
+        &TOPIC_NAMES,
+        PARTITIONS,
+        &plan,
+        key,
+        config.fetch_wait_ms,
+        OUTCOME_TIMEOUT,
+        ready,
+    )
+    .await?;
+    if run.paid != orders {
+        return Err(format!("{} of {orders} orders paid, {} failed", run.paid, run.failed).into());
+    }
+    Ok((run, accounts.accounts))
+}
+
+/// `orders` orders over `config.users` users in their own id namespace, every one affordable, with
+/// no redeliveries or re-sends, flat out (`rate` `None`) or paced.
+fn plan(config: &Config, namespace: u64, orders: usize, rate: Option<u32>) -> Plan {
+    Plan {
         orders,
         users: config.users,
         // 10^9 each: far above what any run can ask of one user (30.00 at most per order).
@@ -513,28 +679,12 @@ async fn payments(
         resend_ratio: 0.0,
         namespace,
         ..Plan::default()
-    };
-    let prepared = Instant::now();
-    let accounts = orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
-    println!("  {} accounts funded over HTTP in {:.1} s", config.users, prepared.elapsed().as_secs_f64());
-    postgres::checkpoint(server).await?;
-    let topics = payments::Topics {
-        pay_order: TOPICS[0],
-        order_paid: TOPICS[1],
-        order_payment_failed: TOPICS[2],
-        warm_up: WARM_UP_TOPIC,
-    };
-    let run =
-        payments::run(&target.brokers, &topics, PARTITIONS, &plan, key, config.fetch_wait_ms, OUTCOME_TIMEOUT).await?;
-    if run.paid != orders {
-        return Err(format!("{} of {orders} orders paid, {} failed", run.paid, run.failed).into());
     }
-    Ok((run, accounts.accounts))
 }
 
 fn show_run(run: &PaymentRun) -> String {
     format!(
-        "{} of {} paid in {:.2} s (produced in {:.2} s) = {} cmd/s; produce → outcome p50 {} p99 {} max {}; paid_at → readable p50 {} p99 {} max {} (→ producer p50 {} p99 {}, producer → read p50 {} p99 {}){}",
+        "{} of {} paid in {:.2} s (produced in {:.2} s) = {} cmd/s; produce → outcome p50 {} p99 {} max {} (→ paid_at p50 {} p99 {}); paid_at → readable p50 {} p99 {} max {} (→ producer p50 {} p99 {}, producer → read p50 {} p99 {}){}",
         thousands(run.paid as f64),
         thousands(run.orders as f64),
         run.elapsed.as_secs_f64(),
@@ -543,6 +693,8 @@ fn show_run(run: &PaymentRun) -> String {
         ms(run.latency.p50),
         ms(run.latency.p99),
         ms(run.latency.max),
+        ms(run.to_decided.p50),
+        ms(run.to_decided.p99),
         ms(run.lag.p50),
         ms(run.lag.p99),
         ms(run.lag.max),
@@ -722,6 +874,30 @@ impl Figures {
                 flat(two),
                 ("one instance, same key, same run", one),
                 Goal::RatioAtLeast(1.0),
+            ));
+        }
+        if let Some(backlog) = &self.backlog {
+            let key = self.payments.first().map_or(Key::Order, |(key, _)| *key);
+            let (floor_share, floor_target) = match key {
+                Key::User => (1.5, "≥ 150%"),
+                Key::Order => (1.0, "≥ 100%"),
+            };
+            let drained = backlog.as_ref().map(|r| rate(r.drained_per_sec(), "cmd/s")).map_err(Clone::clone);
+            rows.push(
+                row(
+                    format!("backlog of {n} keyed by {}, fresh instance, default settings", key.name()),
+                    drained.clone(),
+                    ("floor B=500, 1 conn (tps × 500)", floor(500)),
+                    Goal::RatioAtLeast(floor_share),
+                )
+                .target(floor_target),
+            );
+            rows.push(row("", drained, ("8 × pgbench -N, 1 client", n1x8.clone()), Goal::Ratio));
+            rows.push(row(
+                "  its start → first outcome",
+                backlog.as_ref().map(|r| millis(r.first_outcome)).map_err(Clone::clone),
+                none(),
+                Goal::None,
             ));
         }
         rows.extend([

@@ -39,6 +39,9 @@ pub struct PaymentRun {
     pub producing: Duration,
     /// Produce (handed to the client) → outcome event read.
     pub latency: Latency,
+    /// The latency's first part: produce → the event's `paid_at` (the broker, the service's fetch,
+    /// the wait for a free lane and the batch's decision; wall clock of this machine).
+    pub to_decided: Latency,
     /// `paid_at` → event read (wall clock of this machine on both sides).
     pub lag: Latency,
     /// The lag's first part: `paid_at` → the event handed to the publisher's producer (the
@@ -48,11 +51,22 @@ pub struct PaymentRun {
     /// The lag's second part: the producer's create time → event read: produce, the broker's
     /// acknowledgement and the reader's fetch.
     pub through_broker: Latency,
+    /// From the moment every command was on the broker (and `after_producing` began: for a
+    /// backlog, the service's start) to the first outcome read.
+    pub first_outcome: Duration,
+    /// From the first outcome read to the last: how long the backlog took to drain once the
+    /// first batch had committed.
+    pub drain: Duration,
 }
 
 impl PaymentRun {
     pub fn per_sec(&self) -> f64 {
         (self.paid + self.failed) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Commands per second from the first outcome to the last (a backlog's drain rate).
+    pub fn drained_per_sec(&self) -> f64 {
+        (self.paid + self.failed) as f64 / self.drain.as_secs_f64()
     }
 }
 
@@ -75,9 +89,11 @@ impl Key {
 }
 
 /// Produces every original order of `plan` (its redeliveries and re-sends are the plan's
-/// business: the benchmark's plans have none) and waits, at most `timeout` after the last
-/// produce, until each has an outcome.
-pub async fn run(
+/// business: the benchmark's plans have none), awaits `after_producing` once the broker has
+/// acknowledged them all (a backlog run starts its service there; `std::future::ready` for the
+/// others), and waits, at most `timeout` after that, until each order has an outcome.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<T>(
     brokers: &str,
     topics: &Topics<'_>,
     partitions: i32,
@@ -85,7 +101,8 @@ pub async fn run(
     key: Key,
     fetch_wait_ms: Option<u32>,
     timeout: Duration,
-) -> Fallible<PaymentRun> {
+    after_producing: impl std::future::Future<Output = Fallible<T>>,
+) -> Fallible<(PaymentRun, T)> {
     let workload = plan.workload().map_err(|e| format!("the plan: {e}"))?;
     let keys: Vec<String> = workload.orders.iter().map(orders_simulator::Order::key).collect();
     let user_ids: Vec<String> = plan
@@ -117,6 +134,7 @@ pub async fn run(
         .await
         .map_err(|(error, _)| format!("warming up the producer: {error}"))?;
     let mut sent = vec![None; workload.orders.len()];
+    let mut sent_wall = vec![None; workload.orders.len()];
     let mut deliveries = Vec::with_capacity(workload.messages.len());
     let started = Instant::now();
     let paced = tokio::time::Instant::now();
@@ -134,6 +152,7 @@ pub async fn run(
             .await
             .map_err(|error| format!("producing {}: {error}", message.message_id))?;
         sent[message.order].get_or_insert_with(Instant::now);
+        sent_wall[message.order].get_or_insert_with(SystemTime::now);
         deliveries.push(delivery);
     }
     let producing = started.elapsed();
@@ -144,6 +163,8 @@ pub async fn run(
             Err(_) => return Err("the producer dropped a delivery report".into()),
         }
     }
+    let on_broker = Instant::now();
+    let after = after_producing.await?;
     let deadline = Instant::now() + timeout;
     while reader.answered() < workload.orders.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -159,12 +180,13 @@ pub async fn run(
         .into());
     }
     let last = seen.first.iter().flatten().map(|outcome| outcome.at).max().unwrap_or(started);
+    let first = seen.first.iter().flatten().map(|outcome| outcome.at).min().unwrap_or(last);
     let latency = sent
         .iter()
         .zip(&seen.first)
         .filter_map(|(sent, outcome)| Some(outcome.as_ref()?.at.saturating_duration_since((*sent)?)))
         .collect();
-    Ok(PaymentRun {
+    let run = PaymentRun {
         orders: workload.orders.len(),
         paid: seen.first.iter().flatten().filter(|o| o.paid).count(),
         failed: seen.first.iter().flatten().filter(|o| !o.paid).count(),
@@ -172,10 +194,20 @@ pub async fn run(
         elapsed: last.saturating_duration_since(started),
         producing,
         latency: Latency::of(latency),
+        to_decided: Latency::of(
+            sent_wall
+                .iter()
+                .zip(&seen.first)
+                .filter_map(|(sent, outcome)| outcome.as_ref()?.decided?.duration_since((*sent)?).ok())
+                .collect(),
+        ),
         lag: Latency::of(seen.first.iter().flatten().filter_map(|o| o.lag).collect()),
         to_producer: Latency::of(seen.first.iter().flatten().filter_map(|o| o.to_producer).collect()),
         through_broker: Latency::of(seen.first.iter().flatten().filter_map(|o| o.through_broker).collect()),
-    })
+        first_outcome: first.saturating_duration_since(on_broker),
+        drain: last.saturating_duration_since(first),
+    };
+    Ok((run, after))
 }
 
 /// The topic names the run uses.
@@ -192,6 +224,8 @@ pub struct Topics<'a> {
 struct Outcome {
     at: Instant,
     paid: bool,
+    /// The `paid_at` of an `order.paid`.
+    decided: Option<SystemTime>,
     /// `now − paid_at` for an `order.paid`.
     lag: Option<Duration>,
     /// `create time − paid_at` for an `order.paid`.
@@ -268,7 +302,7 @@ impl Reader {
                     let lag = decided.map(|at| wall.duration_since(at).unwrap_or_default());
                     let to_producer = decided.zip(created).map(|(d, c)| c.duration_since(d).unwrap_or_default());
                     let through_broker = created.map(|c| wall.duration_since(c).unwrap_or_default());
-                    seen.first[*order] = Some(Outcome { at, paid, lag, to_producer, through_broker });
+                    seen.first[*order] = Some(Outcome { at, paid, decided, lag, to_producer, through_broker });
                     counting.fetch_add(1, Ordering::Relaxed);
                 }
                 seen
