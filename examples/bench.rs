@@ -152,6 +152,12 @@ struct Config {
 }
 
 impl Config {
+    /// The settings every service instance of the run gets beyond its defaults (the fresh
+    /// instance of the backlog run gets none).
+    fn service_env(&self) -> Vec<(&'static str, String)> {
+        self.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect()
+    }
+
     fn from_env() -> Fallible<Config> {
         fn var<T: std::str::FromStr>(name: &str, default: T) -> Fallible<T> {
             match std::env::var(name) {
@@ -372,8 +378,7 @@ async fn service_figures(server: &TestServer, config: &Config, figures: &mut Fig
     let started = async {
         let binary = service::binary()?;
         let url = postgres::create_database(server, "payments").await?;
-        let extra: Vec<(&str, String)> =
-            config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
+        let extra = config.service_env();
         let service = service::Service::start(&binary, &url, &brokers, &extra).await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((binary, service))
     };
@@ -582,8 +587,7 @@ async fn paced_run(
     let cluster = mock_broker()?;
     let brokers = cluster.bootstrap_servers();
     let url = server.database_url("payments");
-    let extra: Vec<(&str, String)> =
-        config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
+    let extra = config.service_env();
     let mut fresh = service::Service::start(&binary.to_path_buf(), &url, &brokers, &extra).await?;
     let joined = until_assigned(&fresh).await?;
     println!("  on a fresh broker; its instance was assigned partitions after {:.1} s", joined.as_secs_f64());
@@ -616,8 +620,7 @@ async fn two_instances(
     );
     let run = async {
         let url = server.database_url("payments");
-        let extra: Vec<(&str, String)> =
-            config.fetch_wait_ms.map(|ms| ("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string())).into_iter().collect();
+        let extra = config.service_env();
         let mut second = service::Service::start(&binary.to_path_buf(), &url, &target.brokers, &extra).await?;
         // Ready is not joined: the clock starts once the second instance logged its assignment
         // (the join round, the first member's revocation and reassignment take a few seconds on
@@ -853,23 +856,16 @@ impl Figures {
         let lag50: fn(&PaymentRun) -> Duration = |r| r.lag.p50;
         let lag99: fn(&PaymentRun) -> Duration = |r| r.lag.p99;
         let n = thousands(config.orders as f64);
+        let against_floor = |measure: String, figure: Measured<(f64, String)>, key: Key| {
+            let (share, target) = key.floor_target();
+            row(measure, figure, ("floor B=500, 1 conn (tps × 500)", floor(500)), Goal::RatioAtLeast(share))
+                .target(target)
+        };
         let mut rows = Vec::new();
         for (key, run) in &self.payments {
             let payments = flat(run);
-            // By user id a user's orders share a lane; by order id lanes contend for accounts.
-            let (floor_share, floor_target) = match key {
-                Key::User => (1.5, "≥ 150%"),
-                Key::Order => (1.0, "≥ 100%"),
-            };
-            rows.push(
-                row(
-                    format!("payments end to end ({n} flat out, keyed by {})", key.name()),
-                    payments.clone(),
-                    ("floor B=500, 1 conn (tps × 500)", floor(500)),
-                    Goal::RatioAtLeast(floor_share),
-                )
-                .target(floor_target),
-            );
+            let measure = format!("payments end to end ({n} flat out, keyed by {})", key.name());
+            rows.push(against_floor(measure, payments.clone(), *key));
             rows.push(row("", payments.clone(), ("8 × pgbench -N, 1 client", n1x8.clone()), Goal::Ratio));
             rows.push(row("", payments, ("floor B=100, 1 conn (tps × 100)", floor(100)), Goal::Ratio));
         }
@@ -885,20 +881,9 @@ impl Figures {
         }
         if let Some(backlog) = &self.backlog {
             let key = self.payments.first().map_or(Key::Order, |(key, _)| *key);
-            let (floor_share, floor_target) = match key {
-                Key::User => (1.5, "≥ 150%"),
-                Key::Order => (1.0, "≥ 100%"),
-            };
             let drained = backlog.as_ref().map(|r| rate(r.drained_per_sec(), "cmd/s")).map_err(Clone::clone);
-            rows.push(
-                row(
-                    format!("backlog of {n} keyed by {}, fresh instance, default settings", key.name()),
-                    drained.clone(),
-                    ("floor B=500, 1 conn (tps × 500)", floor(500)),
-                    Goal::RatioAtLeast(floor_share),
-                )
-                .target(floor_target),
-            );
+            let measure = format!("backlog of {n} keyed by {}, fresh instance, default settings", key.name());
+            rows.push(against_floor(measure, drained.clone(), key));
             rows.push(row("", drained, ("8 × pgbench -N, 1 client", n1x8.clone()), Goal::Ratio));
             rows.push(row(
                 "  its start → first outcome",

@@ -86,6 +86,15 @@ impl Key {
             Key::User => "user id",
         }
     }
+
+    /// Issue 20's target for a flat-out rate keyed this way, as a share of the one-connection
+    /// floor: by user id a user's orders share a lane, by order id lanes contend for accounts.
+    pub fn floor_target(self) -> (f64, &'static str) {
+        match self {
+            Key::User => (1.5, "≥ 150%"),
+            Key::Order => (1.0, "≥ 100%"),
+        }
+    }
 }
 
 /// Produces every original order of `plan` (its redeliveries and re-sends are the plan's
