@@ -504,9 +504,7 @@ async fn backlog(
     );
     let run = async {
         let plan = plan(config, BACKLOG_NAMESPACE, config.orders, None);
-        let accounts =
-            orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
-        drop(accounts);
+        orders_simulator::prepare(target, &plan).await.map_err(|e| format!("preparing accounts: {e}"))?;
         stop(running);
         postgres::checkpoint(server).await?;
         let url = server.database_url("payments");
