@@ -219,10 +219,7 @@ async fn produce_to(producer: &FutureProducer, topic: &str, key: Option<&str>, p
 }
 
 fn mock_cluster() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
-    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
-    for topic in payment_kafka::Topics::default().all() {
-        cluster.create_topic(topic, 4, 1).unwrap_or_else(|e| panic!("topic {topic}: {e}"));
-    }
+    let cluster = harness::broker(4);
     let brokers = cluster.bootstrap_servers();
     (cluster, brokers)
 }

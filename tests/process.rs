@@ -31,10 +31,7 @@ struct Stack {
 
 impl Stack {
     async fn start(database_url: Option<String>) -> Stack {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        for topic in payment_kafka::Topics::default().all() {
-            cluster.create_topic(topic, 4, 1).expect("topic");
-        }
+        let cluster = harness::broker(4);
         let brokers = cluster.bootstrap_servers();
         let (database_url, allow_lost_commits) = match database_url {
             Some(url) => (url, false),

@@ -11,16 +11,12 @@ use std::time::Duration;
 
 use harness::{one_at_a_time, Service};
 use orders_simulator::{prepare, run, Plan, Target};
-use rdkafka::mocking::MockCluster;
 
 #[test]
 fn the_simulator_refunds_half_of_the_paid_orders_and_every_balance_adds_up() {
     let _serial = one_at_a_time();
     payment_core::testing::block_on(async {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        for topic in payment_kafka::Topics::default().all() {
-            cluster.create_topic(topic, 4, 1).expect("topic");
-        }
+        let cluster = harness::broker(4);
         let brokers = cluster.bootstrap_servers();
         let database_url = payment_postgres::testing::fresh_database().await;
         let env = [

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use harness::{one_at_a_time, Service};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
@@ -100,10 +99,7 @@ async fn send(producer: &FutureProducer, message_id: &str, order: &str, amount: 
 fn outcome_events_continue_the_command_trace_end_to_end() {
     let _serial = one_at_a_time();
     payment_core::testing::block_on(async {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        for topic in payment_kafka::Topics::default().all() {
-            cluster.create_topic(topic, 2, 1).expect("topic");
-        }
+        let cluster = harness::broker(2);
         let brokers = cluster.bootstrap_servers();
         let (otlp, exported) = collector();
         let env = [

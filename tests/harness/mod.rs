@@ -11,11 +11,24 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
 /// One process test at a time: each runs a service, a broker and a database on two cores, and
 /// their timings (a 10 s shutdown bound) mean nothing when four such stacks share them.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A Kafka-protocol broker (librdkafka's mock cluster, one broker) holding every topic the
+/// service uses, each with `partitions` partitions.
+pub fn broker(partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    for topic in payment_kafka::Topics::default().all() {
+        cluster.create_topic(topic, partitions, 1).unwrap_or_else(|e| panic!("topic {topic}: {e}"));
+    }
+    cluster
 }
 
 /// A free local port.
