@@ -29,16 +29,17 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    if let Some(trace) = of_request(request) {
+    let caller = of_request(request);
+    if let Some(trace) = &caller {
         // Without an OpenTelemetry layer there is no parent to set; the field still names the trace.
-        let _ = span.set_parent(Context::new().with_remote_span_context(remote_span_context(&trace)));
+        let _ = span.set_parent(Context::new().with_remote_span_context(remote_span_context(trace)));
     }
     // The trace the span is in: the caller's, or a new one when the caller sent none.
     let own = span.context().span().span_context().clone();
     if own.is_valid() {
         span.record("trace_id", own.trace_id().to_string());
         span.record("span_id", own.span_id().to_string());
-    } else if let Some(trace) = of_request(request) {
+    } else if let Some(trace) = &caller {
         span.record("trace_id", trace.trace_id_hex());
     }
     span

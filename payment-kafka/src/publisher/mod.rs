@@ -91,7 +91,7 @@ impl<O: Outbox> OutboxPublisher<O> {
             event_type = event.kind.as_str(),
             outbox_id = row.id,
             trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let trace_headers = event.trace.as_ref().map(trace_context::headers_of).unwrap_or_default();
         if let Some(trace) = &event.trace {

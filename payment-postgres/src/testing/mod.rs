@@ -4,7 +4,7 @@
 
 pub mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use payment_core::domain::{
@@ -164,16 +164,17 @@ impl Inspect for PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap_or_else(|e| fail("read inbox", e));
-        let inbox_traces = inbox
-            .iter()
-            .filter(|(_, traceparent, _)| traceparent.is_some())
-            .map(|(id, traceparent, tracestate)| {
-                let id = MessageId::new(id.as_str()).unwrap_or_else(|e| fail("inbox row", e));
-                let trace = TraceContext::parse(traceparent.as_deref().unwrap_or_default(), tracestate.as_deref())
+        let mut inbox_ids = BTreeSet::new();
+        let mut inbox_traces = BTreeMap::new();
+        for (id, traceparent, tracestate) in inbox {
+            let id = MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e));
+            if let Some(traceparent) = traceparent {
+                let trace = TraceContext::parse(&traceparent, tracestate.as_deref())
                     .unwrap_or_else(|e| fail("inbox traceparent", e));
-                (id, trace)
-            })
-            .collect();
+                inbox_traces.insert(id.clone(), trace);
+            }
+            inbox_ids.insert(id);
+        }
         let outbox = crate::outbox::all_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read outbox", e));
         let parked =
             crate::outbox::parked_outbox_rows(&mut *tx).await.unwrap_or_else(|e| fail("read parked outbox rows", e));
@@ -209,10 +210,7 @@ impl Inspect for PgStore {
                 .map(|row| Refund::try_from(row).unwrap_or_else(|e| fail("refund row", e)))
                 .map(|r| (r.refund_id.clone(), r))
                 .collect(),
-            inbox: inbox
-                .into_iter()
-                .map(|(id, _, _)| MessageId::new(id).unwrap_or_else(|e| fail("inbox row", e)))
-                .collect(),
+            inbox: inbox_ids,
             inbox_traces,
             outbox,
             parked,
